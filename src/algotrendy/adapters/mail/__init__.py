@@ -1,0 +1,1 @@
+"""Mail adapters behind ``core.ports.Mailer``: console (embedded default) and SMTP."""

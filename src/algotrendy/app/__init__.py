@@ -1,0 +1,1 @@
+"""Composition root: settings, container, ASGI app and CLI."""

@@ -1,0 +1,27 @@
+"""Every table of every service on the shared metadata (for autogenerate and schema checks)."""
+
+from __future__ import annotations
+
+from sqlalchemy import MetaData
+
+from algotrendy.db.base import metadata
+from algotrendy.db.inbox import inbox_table
+from algotrendy.db.outbox import outbox_table
+
+OUTBOXES = ("users", "jobs")
+INBOXES = ("notifications",)
+
+
+def all_metadata() -> MetaData:
+    import algotrendy.services.notifications.store
+    import algotrendy.services.users.store  # noqa: F401
+
+    for service in OUTBOXES:
+        outbox_table(service)
+    for service in INBOXES:
+        inbox_table(service)
+    try:
+        import algotrendy.services.jobs.store  # noqa: F401
+    except ImportError:
+        pass
+    return metadata

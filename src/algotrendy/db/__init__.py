@@ -1,0 +1,1 @@
+"""Records database: engines, sessions, shared column types, outbox/inbox and migrations."""

@@ -1,0 +1,200 @@
+"""Transactional outbox: an event is published if and only if its state change commits.
+
+A service adds the event to its ``<service>_outbox`` table *in the same transaction* as the
+change (``Outbox.add``). The ``OutboxRelay`` publishes unsent rows in id order and marks a row
+sent only after ``Bus.publish`` returns (durable acceptance), so a crash at any point either
+loses nothing (the row is still unsent and goes out on restart) or causes a repeat, which
+consumers absorb with their inbox (``db.inbox``). With several relay processes on PostgreSQL
+rows are claimed with ``FOR UPDATE SKIP LOCKED``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+from functools import cache
+
+import structlog
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    Uuid,
+    delete,
+    event,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from algotrendy.core.clock import Clock
+from algotrendy.core.events import Bus, Envelope, Event
+from algotrendy.db.base import metadata
+from algotrendy.db.types import UTCDateTime
+
+log = structlog.get_logger(__name__)
+
+_Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+@cache
+def outbox_table(service: str) -> Table:
+    name = f"{service}_outbox"
+    return Table(
+        name,
+        metadata,
+        Column("id", _Id, primary_key=True, autoincrement=True),
+        Column("event_id", Uuid, nullable=False, unique=True),
+        Column("event_type", String(200), nullable=False),
+        Column("envelope", Text, nullable=False),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("published_at", UTCDateTime, nullable=True),
+        Column("attempts", Integer, nullable=False, default=0),
+        Column("last_error", String(500), nullable=True),
+        Index(f"ix_{name}_unpublished", "published_at", "id"),
+    )
+
+
+class Outbox:
+    """What a service holds to emit events: ``await outbox.add(session, SomethingHappened(...))``."""
+
+    def __init__(self, *, service: str, clock: Clock) -> None:
+        self.service = service
+        self.table = outbox_table(service)
+        self._clock = clock
+        self._wakeup = asyncio.Event()
+
+    async def add(self, session: AsyncSession, event_: Event) -> Envelope:
+        envelope = Envelope.of(event_, source=self.service, at=self._clock.now())
+        await session.execute(
+            insert(self.table).values(
+                event_id=envelope.event_id,
+                event_type=envelope.event_type,
+                envelope=envelope.model_dump_json(),
+                created_at=envelope.timestamp,
+                attempts=0,
+            )
+        )
+        # Wake the relay as soon as this transaction commits (not before: G7).
+        sync_session = session.sync_session
+        if not getattr(sync_session, "_algotrendy_outbox_hook", False):
+            sync_session._algotrendy_outbox_hook = True  # type: ignore[attr-defined]
+            event.listen(sync_session, "after_commit", lambda _s: self._wakeup.set(), once=True)
+        return envelope
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def wait(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
+        self._wakeup.clear()
+
+
+class OutboxRelay:
+    """Moves committed outbox rows onto the bus; one per service per process."""
+
+    def __init__(
+        self,
+        *,
+        outbox: Outbox,
+        sessions: async_sessionmaker[AsyncSession],
+        bus: Bus,
+        clock: Clock,
+        batch_size: int = 100,
+        poll_interval: float = 1.0,
+        retention: timedelta = timedelta(days=7),
+    ) -> None:
+        self._outbox = outbox
+        self._table = outbox.table
+        self._sessions = sessions
+        self._bus = bus
+        self._clock = clock
+        self._batch = batch_size
+        self._poll = poll_interval
+        self._retention = retention
+        self._task: asyncio.Task[None] | None = None
+        self._last_purge = 0.0
+
+    async def run_once(self) -> int:
+        """Publish one batch of unsent rows; returns how many were published."""
+        t = self._table
+        published = 0
+        async with self._sessions() as session, session.begin():
+            stmt = select(t.c.id, t.c.envelope).where(t.c.published_at.is_(None)).order_by(t.c.id)
+            stmt = stmt.limit(self._batch)
+            if session.bind.dialect.name == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True)
+            rows = (await session.execute(stmt)).all()
+            for row_id, raw in rows:
+                envelope = Envelope.model_validate_json(raw)
+                try:
+                    await self._bus.publish(envelope)
+                except Exception as exc:
+                    log.warning(
+                        "outbox.publish_failed",
+                        table=t.name,
+                        event_id=str(envelope.event_id),
+                        event_type=envelope.event_type,
+                        error=type(exc).__name__,
+                    )
+                    await session.execute(
+                        update(t)
+                        .where(t.c.id == row_id)
+                        .values(attempts=t.c.attempts + 1, last_error=repr(exc)[:500])
+                    )
+                    break  # keep order: retry this row before any later one
+                await session.execute(
+                    update(t)
+                    .where(t.c.id == row_id)
+                    .values(published_at=self._clock.now(), attempts=t.c.attempts + 1)
+                )
+                published += 1
+        await self._purge()
+        return published
+
+    async def _purge(self) -> None:
+        now = self._clock.monotonic()
+        if now - self._last_purge < 3600:
+            return
+        self._last_purge = now
+        cutoff = self._clock.now() - self._retention
+        t = self._table
+        async with self._sessions() as session, session.begin():
+            await session.execute(delete(t).where(t.c.published_at.is_not(None), t.c.published_at < cutoff))
+
+    async def drain(self) -> None:
+        """Publish until nothing is left (used at shutdown and in tests)."""
+        while await self.run_once():
+            pass
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                n = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("outbox.relay_error", table=self._table.name, error=repr(exc)[:300])
+                n = 0
+            if n < self._batch:
+                await self._outbox.wait(self._poll)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"relay:{self._table.name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+

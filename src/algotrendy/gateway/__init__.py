@@ -1,0 +1,1 @@
+"""HTTP edge: token verification, auth dependencies, rate limits, middleware, errors -> problem+json."""

@@ -1,0 +1,11 @@
+"""Settings section ``ALGO_JOBS__*``."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class JobsSettings(BaseModel):
+    workers: int = Field(2, ge=1, le=64, description="Local process-pool size")
+    progress_interval: float = Field(0.5, gt=0, description="Seconds between progress writes")
+    max_attempts: int = Field(3, ge=1, description="Runs of a job interrupted by restarts")

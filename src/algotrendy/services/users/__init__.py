@@ -1,0 +1,1 @@
+"""Users service: accounts, roles, sessions, 2FA, settings, login history, JWT issuing."""

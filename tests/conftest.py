@@ -1,0 +1,1 @@
+"""Root conftest: see tests/support.py for the service helpers."""
