@@ -82,8 +82,8 @@ def _orjson_dumps(obj: Any, default: Any = None) -> str:
     return orjson.dumps(obj, default=default or str).decode()
 
 
-def configure_logging(*, level: str = "INFO", json_format: bool = True) -> None:
-    shared: list[Processor] = [
+def _shared() -> list[Processor]:
+    return [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
@@ -92,22 +92,30 @@ def configure_logging(*, level: str = "INFO", json_format: bool = True) -> None:
         structlog.processors.format_exc_info,
         redact,
     ]
+
+
+def make_formatter(*, json_format: bool = True) -> logging.Formatter:
+    """The formatter every handler uses: same processors, same redaction."""
     renderer: Processor = (
         structlog.processors.JSONRenderer(serializer=_orjson_dumps) if json_format
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_shared(),
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+
+
+def configure_logging(*, level: str = "INFO", json_format: bool = True) -> None:
     structlog.configure(
-        processors=[structlog.stdlib.filter_by_level, *shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[structlog.stdlib.filter_by_level, *_shared(),
+                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
-    )
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(formatter)
+    handler.setFormatter(make_formatter(json_format=json_format))
     handler.set_name("algotrendy")
     root = logging.getLogger()
     root.handlers = [h for h in root.handlers if h.get_name() != "algotrendy"]

@@ -1,7 +1,9 @@
 """Async engines and session factories for SQLite (embedded) and PostgreSQL (split mode).
 
 SQLite runs in WAL mode with foreign keys on, a busy timeout and ``synchronous=FULL`` so a
-committed row survives ``kill -9`` and power loss (RELIABILITY G8). ``begin_serialized`` opens
+committed row survives ``kill -9`` and power loss (RELIABILITY G8). Every SQLite transaction
+begins ``IMMEDIATE`` (one writer at a time, queued), which is what makes check-then-write
+sequences safe in the embedded shape. ``begin_serialized`` opens
 a write transaction that serializes check-then-write sequences (``BEGIN IMMEDIATE`` on SQLite;
 on PostgreSQL callers lock rows with ``SELECT ... FOR UPDATE``).
 """
@@ -44,7 +46,10 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_on_begin(conn: Any) -> None:
-    mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+    # IMMEDIATE by default: in WAL mode a deferred transaction that reads and then writes
+    # fails at once ("database is locked", no busy wait) if another writer committed in
+    # between. Taking the write lock up front makes writers queue on the busy timeout.
+    mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
     conn.exec_driver_sql(f"BEGIN {mode}")
 
 

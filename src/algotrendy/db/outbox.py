@@ -123,41 +123,55 @@ class OutboxRelay:
         self._last_purge = 0.0
 
     async def run_once(self) -> int:
-        """Publish one batch of unsent rows; returns how many were published."""
+        """Publish one batch of unsent rows in id order; returns how many were published.
+
+        PostgreSQL: rows are claimed with ``FOR UPDATE SKIP LOCKED`` for the duration of the
+        publish, so several relay processes share the work. SQLite (one process): no
+        transaction is held across a publish, because a consumer handling the event needs
+        the single write lock; rows are read, published, then marked one by one.
+        """
         t = self._table
+        stmt = select(t.c.id, t.c.envelope).where(t.c.published_at.is_(None)).order_by(t.c.id).limit(self._batch)
         published = 0
-        async with self._sessions() as session, session.begin():
-            stmt = select(t.c.id, t.c.envelope).where(t.c.published_at.is_(None)).order_by(t.c.id)
-            stmt = stmt.limit(self._batch)
+        async with self._sessions() as session:
             if session.bind.dialect.name == "postgresql":
-                stmt = stmt.with_for_update(skip_locked=True)
+                async with session.begin():
+                    rows = (await session.execute(stmt.with_for_update(skip_locked=True))).all()
+                    for row_id, raw in rows:
+                        if not await self._publish_one(session, row_id, raw):
+                            break
+                        published += 1
+                await self._purge()
+                return published
             rows = (await session.execute(stmt)).all()
-            for row_id, raw in rows:
-                envelope = Envelope.model_validate_json(raw)
-                try:
-                    await self._bus.publish(envelope)
-                except Exception as exc:
-                    log.warning(
-                        "outbox.publish_failed",
-                        table=t.name,
-                        event_id=str(envelope.event_id),
-                        event_type=envelope.event_type,
-                        error=type(exc).__name__,
-                    )
-                    await session.execute(
-                        update(t)
-                        .where(t.c.id == row_id)
-                        .values(attempts=t.c.attempts + 1, last_error=repr(exc)[:500])
-                    )
-                    break  # keep order: retry this row before any later one
-                await session.execute(
-                    update(t)
-                    .where(t.c.id == row_id)
-                    .values(published_at=self._clock.now(), attempts=t.c.attempts + 1)
-                )
-                published += 1
+            await session.rollback()
+        for row_id, raw in rows:
+            async with self._sessions() as session, session.begin():
+                ok = await self._publish_one(session, row_id, raw)
+            if not ok:
+                break
+            published += 1
         await self._purge()
         return published
+
+    async def _publish_one(self, session: AsyncSession, row_id: int, raw: str) -> bool:
+        t = self._table
+        envelope = Envelope.model_validate_json(raw)
+        try:
+            await self._bus.publish(envelope)
+        except Exception as exc:
+            log.warning(
+                "outbox.publish_failed", table=t.name, event_id=str(envelope.event_id),
+                event_type=envelope.event_type, error=type(exc).__name__,
+            )
+            await session.execute(
+                update(t).where(t.c.id == row_id).values(attempts=t.c.attempts + 1, last_error=repr(exc)[:500])
+            )
+            return False  # keep order: retry this row before any later one
+        await session.execute(
+            update(t).where(t.c.id == row_id).values(published_at=self._clock.now(), attempts=t.c.attempts + 1)
+        )
+        return True
 
     async def _purge(self) -> None:
         now = self._clock.monotonic()
