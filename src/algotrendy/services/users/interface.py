@@ -181,6 +181,11 @@ class LoginEventRead(BaseModel):
     reason: str
 
 
+class AdminUserCreate(UserCreate):
+    role: Role = Role.TRADER
+    verified: bool = Field(False, description="Mark the email as verified (no verification mail)")
+
+
 class RoleUpdate(_In):
     role: Role
 

@@ -15,6 +15,7 @@ from algotrendy.gateway.auth import Admin, AuthRateLimit, CurrentUser, client_ip
 from algotrendy.gateway.problems import PROBLEM_RESPONSES
 from algotrendy.services.users.interface import (
     Accepted,
+    AdminUserCreate,
     ChangePasswordRequest,
     Jwks,
     LoginEventRead,
@@ -211,6 +212,13 @@ async def list_users(
     q: Annotated[str | None, Query(max_length=100)] = None, role: Role | None = None, active: bool | None = None,
 ) -> UserList:
     return await users.list_users(limit=limit, offset=offset, q=q, role=role, active=active)
+
+
+@router.post("", status_code=201)
+async def create_user(body: AdminUserCreate, admin: Admin, users: Users) -> UserRead:
+    """Create an account with a chosen role (administrators only)."""
+    data = UserCreate(**body.model_dump(exclude={"role", "verified"}))
+    return await users.create_user(data=data, role=body.role, verified=body.verified)
 
 
 @router.get("/{user_id}")
