@@ -60,6 +60,42 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return Settings(**_merge(base, overrides))
 
 
+@asynccontextmanager
+async def service_settings(tmp_path: Path, **overrides: Any) -> AsyncIterator[Settings]:
+    """Settings on a fresh PostgreSQL database, Redis and a private NATS stream (deleted after)."""
+    from tests.pg import fresh_database
+    from tests.support import require_service
+
+    redis_url = require_service("redis")
+    nats_url = require_service("nats")
+    tag = uuid.uuid4().hex[:10]
+    async with fresh_database() as db_url:
+        settings = make_settings(
+            tmp_path, database_url=db_url, redis_url=redis_url, nats_url=nats_url,
+            bus={"stream": f"T_{tag}", "subject_prefix": f"t{tag}.events", "dlq_prefix": f"t{tag}.dlq"},
+            **overrides,
+        )
+        try:
+            yield settings
+        finally:
+            await _delete_streams(nats_url, [f"T_{tag}", f"T_{tag}_DLQ"])
+
+
+async def _delete_streams(url: str, names: list[str]) -> None:
+    import nats
+
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        for name in names:
+            try:
+                await js.delete_stream(name)
+            except Exception:  # already gone
+                pass
+    finally:
+        await nc.close()
+
+
 class Api:
     def __init__(self, app: FastAPI, client: httpx.AsyncClient) -> None:
         self.app = app

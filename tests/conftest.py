@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from algotrendy.app.logging import make_formatter
-from tests.apphelp import SECRETS, Api, make_settings, running
+from tests.apphelp import SECRETS, Api, make_settings, running, service_settings
 
 
 class _Collect(logging.Handler):
@@ -57,5 +57,17 @@ def log_lines() -> list[str]:
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    """The all-in-one app on its embedded parts (SQLite, in-process bus, memory cache)."""
     async with running(make_settings(tmp_path)) as a:
+        yield a
+
+
+@pytest.fixture(params=["embedded", "services"])
+async def any_api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
+    """The app twice: on embedded parts, and on PostgreSQL + Redis + NATS JetStream."""
+    if request.param == "embedded":
+        async with running(make_settings(tmp_path)) as a:
+            yield a
+        return
+    async with service_settings(tmp_path) as settings, running(settings) as a:
         yield a

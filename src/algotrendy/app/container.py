@@ -34,7 +34,11 @@ def _bus(settings: Settings) -> Bus:
     if settings.nats_url:
         from algotrendy.adapters.bus.nats import NatsBus
 
-        return NatsBus(settings.nats_url, name=f"algotrendy-{'-'.join(settings.hosted_services)}")
+        b = settings.bus
+        return NatsBus(
+            settings.nats_url, stream=b.stream, subject_prefix=b.subject_prefix, dlq_prefix=b.dlq_prefix,
+            max_deliver=b.max_deliver, ack_wait=b.ack_wait, name=f"algotrendy-{'-'.join(settings.hosted_services)}",
+        )
     from algotrendy.adapters.bus.memory import InMemoryBus
 
     return InMemoryBus()

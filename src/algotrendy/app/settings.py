@@ -48,6 +48,14 @@ class OtelSettings(BaseModel):
     sample_ratio: float = Field(1.0, ge=0, le=1)
 
 
+class BusSettings(BaseModel):
+    stream: str = Field("ALGOTRENDY", pattern=r"^[A-Za-z0-9_-]+$", description="JetStream stream name")
+    subject_prefix: str = Field("algotrendy.events", pattern=r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")
+    dlq_prefix: str = Field("algotrendy.dlq", pattern=r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")
+    max_deliver: int = Field(10, ge=1)
+    ack_wait: float = Field(30.0, gt=0)
+
+
 class SecretsSettings(BaseModel):
     encryption_key: SecretStr | None = Field(
         None, description="Fernet key(s), comma separated, first encrypts; generated in the data dir if unset"
@@ -75,6 +83,7 @@ class Settings(BaseSettings):
     nats_url: str | None = Field(None, description="NATS JetStream event bus (split mode)")
     ray_address: str | None = Field(None, description="Ray cluster for long jobs ('local' starts one)")
 
+    bus: BusSettings = Field(default_factory=BusSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     otel: OtelSettings = Field(default_factory=OtelSettings)

@@ -7,7 +7,8 @@ import asyncio
 from tests.apphelp import Api
 
 
-async def test_register_verify_login_refresh_logout(api: Api) -> None:
+async def test_register_verify_login_refresh_logout(any_api: Api) -> None:
+    api = any_api
     user, password = await api.register(username="Carol", email="Carol@Example.com")
     assert user["is_verified"] is False and "password_hash" not in user
     token = await api.mail_token("carol@example.com", "Confirm")
@@ -33,7 +34,8 @@ async def test_register_verify_login_refresh_logout(api: Api) -> None:
     assert r.status_code == 401
 
 
-async def test_login_by_email_and_duplicate_accounts_case_insensitive(api: Api) -> None:
+async def test_login_by_email_and_duplicate_accounts_case_insensitive(any_api: Api) -> None:
+    api = any_api
     _user, password = await api.register(username="dave", email="dave@example.com")
     await api.login("DAVE@EXAMPLE.COM", password)
     dup_email = await api.client.post("/api/v1/users/register", json={
@@ -44,7 +46,8 @@ async def test_login_by_email_and_duplicate_accounts_case_insensitive(api: Api) 
     assert dup_name.status_code == 409 and dup_name.json()["errors"][0]["field"] == "username"
 
 
-async def test_unknown_user_and_wrong_password_get_the_same_answer(api: Api) -> None:
+async def test_unknown_user_and_wrong_password_get_the_same_answer(any_api: Api) -> None:
+    api = any_api
     await api.register(username="erin")
     wrong = await api.client.post("/auth/login", json={"username": "erin", "password": "not-the-password"})
     unknown = await api.client.post("/auth/login", json={"username": "nobody", "password": "not-the-password"})
@@ -53,7 +56,8 @@ async def test_unknown_user_and_wrong_password_get_the_same_answer(api: Api) -> 
     assert strip(wrong.json()) == strip(unknown.json())
 
 
-async def test_lockout_after_repeated_failures_known_or_unknown(api: Api) -> None:
+async def test_lockout_after_repeated_failures_known_or_unknown(any_api: Api) -> None:
+    api = any_api
     _user, password = await api.register(username="frank")
     threshold = api.container.settings.users.lockout_threshold
     for name in ("frank", "ghost-user"):
@@ -77,7 +81,8 @@ def _user_id(user: dict) -> object:
     return uuid.UUID(user["id"])
 
 
-async def test_reused_refresh_token_revokes_family(api: Api) -> None:
+async def test_reused_refresh_token_revokes_family(any_api: Api) -> None:
+    api = any_api
     user, _headers, password = await api.user()
     tokens = await api.login(user["username"], password)
     first = await api.client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
@@ -91,7 +96,8 @@ async def test_reused_refresh_token_revokes_family(api: Api) -> None:
     assert me.status_code == 401 and me.json()["code"] == "token_revoked"
 
 
-async def test_concurrent_refresh_with_one_token_yields_one_winner(api: Api) -> None:
+async def test_concurrent_refresh_with_one_token_yields_one_winner(any_api: Api) -> None:
+    api = any_api
     user, _h, password = await api.user()
     tokens = await api.login(user["username"], password)
     results = await asyncio.gather(*[
@@ -100,7 +106,8 @@ async def test_concurrent_refresh_with_one_token_yields_one_winner(api: Api) -> 
     assert sorted(r.status_code for r in results).count(200) <= 1
 
 
-async def test_password_change_revokes_every_session(api: Api) -> None:
+async def test_password_change_revokes_every_session(any_api: Api) -> None:
+    api = any_api
     user, headers, password = await api.user()
     other = await api.login(user["username"], password)
     r = await api.client.post("/api/v1/users/change-password", headers=headers,
@@ -114,14 +121,16 @@ async def test_password_change_revokes_every_session(api: Api) -> None:
     await api.login(user["username"], "a brand new password")
 
 
-async def test_change_password_needs_current_password(api: Api) -> None:
+async def test_change_password_needs_current_password(any_api: Api) -> None:
+    api = any_api
     _user, headers, _password = await api.user()
     r = await api.client.post("/api/v1/users/change-password", headers=headers,
                               json={"current_password": "wrong-wrong", "new_password": "another long one"})
     assert r.status_code == 401
 
 
-async def test_password_reset_is_single_use_and_revokes_sessions(api: Api) -> None:
+async def test_password_reset_is_single_use_and_revokes_sessions(any_api: Api) -> None:
+    api = any_api
     user, headers, _password = await api.user()
     r = await api.client.post("/api/v1/users/reset-password", json={"email": user["email"]})
     assert r.status_code == 202
@@ -136,7 +145,8 @@ async def test_password_reset_is_single_use_and_revokes_sessions(api: Api) -> No
     await api.login(user["username"], "reset password 123")
 
 
-async def test_reset_request_answers_the_same_for_unknown_email(api: Api) -> None:
+async def test_reset_request_answers_the_same_for_unknown_email(any_api: Api) -> None:
+    api = any_api
     user, _h, _p = await api.user()
     known = await api.client.post("/api/v1/users/reset-password", json={"email": user["email"]})
     unknown = await api.client.post("/api/v1/users/reset-password", json={"email": "nobody@example.com"})
@@ -144,7 +154,8 @@ async def test_reset_request_answers_the_same_for_unknown_email(api: Api) -> Non
     assert known.json() == unknown.json()
 
 
-async def test_login_history_and_last_login(api: Api) -> None:
+async def test_login_history_and_last_login(any_api: Api) -> None:
+    api = any_api
     user, headers, password = await api.user()
     await api.client.post("/auth/login", json={"username": user["username"], "password": "bad-password"})
     r = await api.client.get("/api/v1/users/login-history", headers=headers)
