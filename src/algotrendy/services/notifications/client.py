@@ -54,7 +54,8 @@ def _error(response: httpx.Response) -> AlgoTrendyError:
     errors = body.get("errors")
     first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
     field = first.get("field") if isinstance(first.get("field"), str) else None
-    return _BY_STATUS.get(status, Invalid)(detail, code=code, field=field.removeprefix("body.") or None if field else None)
+    field = field.removeprefix("body.") or None if field else None
+    return _BY_STATUS.get(status, Invalid)(detail, code=code, field=field)
 
 
 class NotificationsClient:
