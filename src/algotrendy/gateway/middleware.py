@@ -9,6 +9,7 @@ bucket (429 + ``Retry-After``); Prometheus metrics by route template; one access
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import time
 import uuid
@@ -29,10 +30,27 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 _UNLIMITED_PATHS = frozenset({"/health", "/ready", "/metrics"})
 
 
-def client_ip(scope: Scope, trusted: frozenset[str]) -> str:
+class TrustedProxies:
+    """Addresses or CIDR ranges (``10.0.0.0/8``) whose ``X-Forwarded-For`` is believed."""
+
+    def __init__(self, entries: list[str]) -> None:
+        self._networks = [ipaddress.ip_network(e.strip(), strict=False) for e in entries if e.strip()]
+
+    def __bool__(self) -> bool:
+        return bool(self._networks)
+
+    def __contains__(self, address: object) -> bool:
+        try:
+            ip = ipaddress.ip_address(str(address))
+        except ValueError:
+            return False
+        return any(ip in net for net in self._networks)
+
+
+def client_ip(scope: Scope, trusted: TrustedProxies) -> str:
     client = scope.get("client")
     peer = client[0] if client else "unknown"
-    if peer not in trusted:
+    if not trusted or peer not in trusted:
         return peer
     for name, value in scope.get("headers", ()):
         if name == b"x-forwarded-for":
@@ -51,7 +69,7 @@ class EdgeMiddleware:
     ) -> None:
         self.app = app
         self.max_body = settings.max_body_bytes
-        self.trusted = frozenset(settings.trusted_proxies)
+        self.trusted = TrustedProxies(settings.trusted_proxies)
         self.limiter = limiter
         self.ip_capacity = settings.ip_burst
         self.ip_rate = settings.ip_rate_per_minute / 60.0

@@ -34,7 +34,8 @@ class GatewaySettings(BaseModel):
     auth_rate_per_minute: float = Field(30, gt=0, description="Per-IP refill for login/register/reset")
     auth_burst: float = Field(20, ge=1, description="Per-IP bucket for login/register/reset")
     trusted_proxies: CsvList = Field(
-        default_factory=list, description="Peers whose X-Forwarded-For is believed (nginx in split mode)"
+        default_factory=list,
+        description="Addresses or CIDR ranges whose X-Forwarded-For is believed (nginx, an ingress)",
     )
     docs: bool | None = Field(None, description="Serve /docs; default on except in production")
     max_page_size: int = Field(200, ge=1)

@@ -1,0 +1,5 @@
+"""``python -m algotrendy`` is the ``algotrendy`` command."""
+
+from algotrendy.app.cli import main
+
+main()
