@@ -7,6 +7,7 @@ capture in ``conftest.py`` fails the run if any of them ever appears in a log li
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import re
@@ -28,8 +29,12 @@ SECRETS: set[str] = set()
 _counter = itertools.count()
 
 GENEROUS_LIMITS = {
-    "auth_burst": 10_000, "auth_rate_per_minute": 600_000, "ip_burst": 100_000, "ip_rate_per_minute": 6_000_000,
-    "user_burst": 100_000, "user_rate_per_minute": 6_000_000,
+    "auth_burst": 10_000,
+    "auth_rate_per_minute": 600_000,
+    "ip_burst": 100_000,
+    "ip_rate_per_minute": 6_000_000,
+    "user_burst": 100_000,
+    "user_rate_per_minute": 6_000_000,
 }
 
 
@@ -71,7 +76,10 @@ async def service_settings(tmp_path: Path, **overrides: Any) -> AsyncIterator[Se
     tag = uuid.uuid4().hex[:10]
     async with fresh_database() as db_url:
         settings = make_settings(
-            tmp_path, database_url=db_url, redis_url=redis_url, nats_url=nats_url,
+            tmp_path,
+            database_url=db_url,
+            redis_url=redis_url,
+            nats_url=nats_url,
             bus={"stream": f"T_{tag}", "subject_prefix": f"t{tag}.events", "dlq_prefix": f"t{tag}.dlq"},
             **overrides,
         )
@@ -88,10 +96,8 @@ async def _delete_streams(url: str, names: list[str]) -> None:
     try:
         js = nc.jetstream()
         for name in names:
-            try:
+            with contextlib.suppress(Exception):  # already gone
                 await js.delete_stream(name)
-            except Exception:  # already gone
-                pass
     finally:
         await nc.close()
 
@@ -109,15 +115,17 @@ class Api:
     def users(self) -> Any:
         return self.app.state.services["users"]
 
-    async def register(self, *, username: str | None = None, email: str | None = None,
-                       password: str | None = None) -> tuple[dict[str, Any], str]:
+    async def register(
+        self, *, username: str | None = None, email: str | None = None, password: str | None = None
+    ) -> tuple[dict[str, Any], str]:
         n = next(_counter)
         username = username or f"user{n}_{uuid.uuid4().hex[:6]}"
         email = email or f"{username}@example.com"
         password = password or f"pw-{uuid.uuid4().hex}"
         remember(password, email)
-        r = await self.client.post("/api/v1/users/register",
-                                   json={"email": email, "username": username, "password": password})
+        r = await self.client.post(
+            "/api/v1/users/register", json={"email": email, "username": username, "password": password}
+        )
         assert r.status_code == 201, r.text
         return r.json(), password
 
@@ -142,9 +150,12 @@ class Api:
             password = f"pw-{uuid.uuid4().hex}"
             remember(password)
             created = await self.users.create_user(
-                data=UserCreate(email=f"{role.value}{n}@example.com", username=f"{role.value}{n}x",
-                                password=password),
-                role=role, verified=True)
+                data=UserCreate(
+                    email=f"{role.value}{n}@example.com", username=f"{role.value}{n}x", password=password
+                ),
+                role=role,
+                verified=True,
+            )
             user = created.model_dump(mode="json")
         tokens = await self.login(user["username"], password)
         return user, {"Authorization": f"Bearer {tokens['access_token']}"}, password

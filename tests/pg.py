@@ -25,8 +25,11 @@ async def fresh_database() -> AsyncIterator[str]:
         yield base.set(database=name).render_as_string(hide_password=False)
     finally:
         async with admin.connect() as conn:
-            await conn.execute(text(
-                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
-            ))
+            await conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+                )
+            )
             await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         await admin.dispose()

@@ -47,14 +47,19 @@ class Proc:
                 self.popen.wait(5)
 
 
-def start_server(name: str, tmp: Path, env: dict[str, str], *, services: str, port: int | None = None) -> Proc:
+def start_server(
+    name: str, tmp: Path, env: dict[str, str], *, services: str, port: int | None = None
+) -> Proc:
     port = port or free_port()
     log = tmp / f"{name}.log"
     full_env = {**os.environ, **env, "ALGO_SERVICES": services}
     full_env.setdefault("ALGO_DATA_DIR", str(tmp / f"{name}-data"))
     popen = subprocess.Popen(
         [sys.executable, "-m", "algotrendy", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log.open("wb"), stderr=subprocess.STDOUT, env=full_env, cwd=tmp,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=full_env,
+        cwd=tmp,
     )
     return Proc(name, popen, log, port, env)
 
@@ -82,15 +87,22 @@ def start_nginx(tmp: Path, upstreams: dict[str, str]) -> Proc:
     assert binary, "nginx not installed"
     prefix = tmp / "nginx"
     port = free_port()
-    args = [sys.executable, str(ROOT / "deploy" / "nginx" / "render.py"), "--prefix", str(prefix),
-            "--listen", f"127.0.0.1:{port}"]
+    args = [
+        sys.executable,
+        str(ROOT / "deploy" / "nginx" / "render.py"),
+        "--prefix",
+        str(prefix),
+        "--listen",
+        f"127.0.0.1:{port}",
+    ]
     for service, address in upstreams.items():
         args += ["--upstream", f"{service}={address}"]
     subprocess.run(args, check=True, capture_output=True, timeout=30)
     log = tmp / "nginx.log"
     popen = subprocess.Popen(
         [binary, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", "stderr", "-g", "daemon off;"],
-        stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
     )
     proc = Proc("nginx", popen, log, port)
     wait_ready(proc, "/nginx-health", timeout=20)

@@ -50,7 +50,8 @@ class Side:
     as_: Callable[[TokenPair], UsersApi]
 
     async def login(self, username: str, password: str) -> TokenPair:
-        pair = await self.anon.login(data=LoginRequest(username=username, password=password), ip=IP, user_agent=UA)
+        data = LoginRequest(username=username, password=password)
+        pair = await self.anon.login(data=data, ip=IP, user_agent=UA)
         remember(pair.access_token, pair.refresh_token)
         return pair
 

@@ -58,7 +58,8 @@ async def test_register_returns_the_new_account(side: Side) -> None:
         Permission(p) for p in ("read_portfolio", "manage_portfolio", "execute_trades", "read_market_data",
                                 "import_market_data", "manage_strategies", "run_backtests", "manage_models",
                                 "manage_risk", "use_assistant"))
-    assert (user.is_active, user.is_verified, user.totp_enabled, user.last_login_at) == (True, False, False, None)
+    assert (user.is_active, user.is_verified, user.totp_enabled) == (True, False, False)
+    assert user.last_login_at is None
     assert user.created_at.tzinfo is not None
 
     tokens = await side.login(name, password)
@@ -72,7 +73,8 @@ async def test_duplicate_email_or_username_is_a_conflict_naming_the_field(side: 
     password = f"pw-{uuid.uuid4().hex}"
     remember(password)
     same_email = UserCreate(email=first.user.email.upper(), username=_unique(), password=password)
-    same_name = UserCreate(email=f"{_unique()}@example.com", username=first.user.username.upper(), password=password)
+    same_name = UserCreate(email=f"{_unique()}@example.com", username=first.user.username.upper(),
+                           password=password)
     with pytest.raises(Conflict) as email_taken:
         await side.anon.register(data=same_email, ip=IP)
     with pytest.raises(Conflict) as name_taken:
@@ -146,14 +148,16 @@ async def test_update_profile_changes_only_the_fields_given(side: Side) -> None:
     renamed = _unique()
     updated = await who.users.update_profile(user_id=who.id, data=ProfileUpdate(first_name="Grace"))
     assert (updated.first_name, updated.last_name, updated.username) == ("Grace", None, who.user.username)
-    updated = await who.users.update_profile(user_id=who.id, data=ProfileUpdate(username=renamed, last_name="Hopper"))
+    updated = await who.users.update_profile(user_id=who.id,
+                                             data=ProfileUpdate(username=renamed, last_name="Hopper"))
     assert (updated.first_name, updated.last_name, updated.username) == ("Grace", "Hopper", renamed)
     assert await who.users.get_user(user_id=who.id) == updated
     cleared = await who.users.update_profile(user_id=who.id, data=ProfileUpdate(first_name=None))
     assert (cleared.first_name, cleared.last_name) == (None, "Hopper")
 
     with pytest.raises(Conflict) as taken:
-        await who.users.update_profile(user_id=who.id, data=ProfileUpdate(username=other.user.username.upper()))
+        await who.users.update_profile(user_id=who.id,
+                                       data=ProfileUpdate(username=other.user.username.upper()))
     assert (taken.value.code, taken.value.field) == ("username_taken", "username")
 
 
@@ -161,12 +165,13 @@ async def test_settings_have_defaults_and_partial_updates(side: Side) -> None:
     who = await side.person()
     defaults = await who.users.get_settings(user_id=who.id)
     assert (defaults.timezone, defaults.language, defaults.currency) == ("UTC", "en", "USD")
-    assert (defaults.notifications_enabled, defaults.email_notifications, defaults.telegram_notifications) == (
-        True, True, False)
+    flags = (defaults.notifications_enabled, defaults.email_notifications, defaults.telegram_notifications)
+    assert flags == (True, True, False)
 
     updated = await who.users.update_settings(
         user_id=who.id, data=SettingsUpdate(timezone="Europe/Berlin", telegram_notifications=True))
-    assert (updated.timezone, updated.language, updated.telegram_notifications) == ("Europe/Berlin", "en", True)
+    assert (updated.timezone, updated.language) == ("Europe/Berlin", "en")
+    assert updated.telegram_notifications is True
     assert updated.updated_at >= defaults.updated_at
     assert await who.users.get_settings(user_id=who.id) == updated
 
@@ -188,13 +193,13 @@ async def test_change_password_needs_the_current_one_and_signs_out_every_session
     who = await side.person()
     new_password = f"pw-{uuid.uuid4().hex}"
     remember(new_password)
+    wrong_current = ChangePasswordRequest(current_password="not-it", new_password=new_password)
     with pytest.raises(Unauthorized) as wrong:
-        await who.users.change_password(
-            user_id=who.id, data=ChangePasswordRequest(current_password="not-it", new_password=new_password), ip=IP)
+        await who.users.change_password(user_id=who.id, data=wrong_current, ip=IP)
     assert wrong.value.code == "invalid_credentials"
 
-    await who.users.change_password(
-        user_id=who.id, data=ChangePasswordRequest(current_password=who.password, new_password=new_password), ip=IP)
+    right = ChangePasswordRequest(current_password=who.password, new_password=new_password)
+    await who.users.change_password(user_id=who.id, data=right, ip=IP)
     with pytest.raises(Unauthorized) as old:
         await side.login(who.user.username, who.password)
     assert old.value.code == "invalid_credentials"
@@ -244,9 +249,11 @@ async def test_admin_lists_users_and_changes_role_and_activation(side: Side) -> 
     admin = await side.person(role=Role.ADMIN)
     who = await side.person()
 
-    found = await admin.users.list_users(limit=10, offset=0, q=who.user.username.upper(), role=None, active=None)
+    query = who.user.username.upper()
+    found = await admin.users.list_users(limit=10, offset=0, q=query, role=None, active=None)
     assert (found.total, found.limit, found.offset) == (1, 10, 0)
-    assert found.items[0].model_dump(exclude={"last_login_at"}) == who.user.model_dump(exclude={"last_login_at"})
+    unstable = {"last_login_at"}
+    assert found.items[0].model_dump(exclude=unstable) == who.user.model_dump(exclude=unstable)
     admins = await admin.users.list_users(limit=200, offset=0, q=None, role=Role.ADMIN, active=True)
     assert admin.id in {u.id for u in admins.items} and who.id not in {u.id for u in admins.items}
 
@@ -290,7 +297,7 @@ async def test_admin_creates_accounts_with_a_role(side: Side) -> None:
     assert await admin.users.get_user(user_id=created.id) == created
 
 
-# ---- only over HTTP: the gateway's authorization and validation, the client's mapping -----------------------
+# ---- only over HTTP: the gateway's authorization and validation, the client's mapping -----------------
 
 
 async def _trader_client(http: httpx.AsyncClient, api: Api) -> tuple[UsersClient, uuid.UUID]:
@@ -315,11 +322,14 @@ async def test_client_trader_is_forbidden_from_admin_routes(api: Api, http: http
         assert exc.value.code == "permission_denied"
 
 
-async def test_client_gets_invalid_with_the_field_for_a_bad_payload(api: Api, http: httpx.AsyncClient) -> None:
+async def test_client_gets_invalid_with_the_field_for_a_bad_payload(
+    api: Api, http: httpx.AsyncClient
+) -> None:
     client, user_id = await _trader_client(http, api)
     # model_construct skips validation, so the raw bad value reaches the server.
     with pytest.raises(Invalid) as exc:
-        await client.update_settings(user_id=user_id, data=SettingsUpdate.model_construct(timezone="Mars/Olympus"))
+        raw = SettingsUpdate.model_construct(timezone="Mars/Olympus")
+        await client.update_settings(user_id=user_id, data=raw)
     assert (exc.value.code, exc.value.field) == ("validation_error", "timezone")
     assert "unknown time zone" in exc.value.detail
 
@@ -353,9 +363,9 @@ def _mock(handler: httpx.MockTransport) -> UsersClient:
 
 async def test_client_maps_rate_limits_server_errors_and_transport_failures() -> None:
     def limited(_request: httpx.Request) -> httpx.Response:
-        return httpx.Response(429, headers={"Retry-After": "7", "Content-Type": "application/problem+json"},
-                              json={"type": "urn:algotrendy:problem:rate_limited", "title": "Too many requests",
-                                    "status": 429, "detail": "slow down", "code": "rate_limited"})
+        problem = {"type": "urn:algotrendy:problem:rate_limited", "title": "Too many requests", "status": 429,
+                   "detail": "slow down", "code": "rate_limited"}
+        return httpx.Response(429, headers={"Retry-After": "7"}, json=problem)
 
     def broken(_request: httpx.Request) -> httpx.Response:
         return httpx.Response(502, text="<html>bad gateway</html>")

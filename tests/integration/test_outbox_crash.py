@@ -38,8 +38,9 @@ CHILD = textwrap.dedent(
         clock = SystemClock()
         async with sessions() as session:
             session.add(AuditRow(at=clock.now(), action="crash.test", detail={}))
-            await outbox.add(session, UserRegistered(user_id=uuid.uuid4(), username="crash", email="c@example.com",
-                                                     role=Role.TRADER))
+            event = UserRegistered(
+                user_id=uuid.uuid4(), username="crash", email="c@example.com", role=Role.TRADER)
+            await outbox.add(session, event)
             if mode == "before_commit":
                 os.kill(os.getpid(), signal.SIGKILL)
             await session.commit()
@@ -58,7 +59,9 @@ async def _migrated(url: str) -> None:
 
 
 def _crash(url: str, mode: str) -> None:
-    proc = subprocess.run([sys.executable, "-c", CHILD, url, mode], capture_output=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, url, mode], capture_output=True, timeout=60, check=False
+    )
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
 
 
@@ -84,8 +87,14 @@ async def test_event_goes_out_once_iff_the_change_committed(tmp_path: Path, mode
         async def apply(_session: object) -> None:
             applied.append(envelope.event_id)
 
-        await apply_once(sessions, service="notifications", consumer="crash-test", envelope=envelope, clock=clock,
-                         apply=apply)  # type: ignore[arg-type]
+        await apply_once(
+            sessions,
+            service="notifications",
+            consumer="crash-test",
+            envelope=envelope,
+            clock=clock,
+            apply=apply,
+        )  # type: ignore[arg-type]
 
     bus = InMemoryBus()
     await bus.start()

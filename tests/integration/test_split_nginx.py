@@ -46,11 +46,14 @@ async def split(tmp_path: Path) -> Iterator[dict[str, Proc]]:  # type: ignore[mi
             wait_ready(procs["users"])
             procs["notifications"] = start_server("notifications", tmp_path, common, services="notifications")
             wait_ready(procs["notifications"])
-            procs["nginx"] = start_nginx(tmp_path, {
-                "users": f"127.0.0.1:{procs['users'].port}",
-                "notifications": f"127.0.0.1:{procs['notifications'].port}",
-                "jobs": f"127.0.0.1:{free_port()}",
-            })
+            procs["nginx"] = start_nginx(
+                tmp_path,
+                {
+                    "users": f"127.0.0.1:{procs['users'].port}",
+                    "notifications": f"127.0.0.1:{procs['notifications'].port}",
+                    "jobs": f"127.0.0.1:{free_port()}",
+                },
+            )
             yield procs
         finally:
             for proc in reversed(list(procs.values())):
@@ -67,8 +70,10 @@ async def test_register_through_nginx_is_consumed_by_the_other_process(split: di
     password = f"pw-{uuid.uuid4().hex}"
     remember(password)
     async with httpx.AsyncClient(base_url=edge, timeout=10) as client:
-        r = await client.post("/api/v1/users/register", json={
-            "email": "split@example.com", "username": "splitter", "password": password})
+        r = await client.post(
+            "/api/v1/users/register",
+            json={"email": "split@example.com", "username": "splitter", "password": password},
+        )
         assert r.status_code == 201, r.text
         assert r.headers.get("x-request-id")
         r = await client.post("/auth/login", json={"username": "splitter", "password": password})

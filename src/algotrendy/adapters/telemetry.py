@@ -21,10 +21,11 @@ def install_tracing(app: Any, *, endpoint: str, service_name: str, sample_ratio:
         sampler=ParentBased(TraceIdRatioBased(sample_ratio)),
     )
     provider.add_span_processor(
-        BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces"), schedule_delay_millis=500)
+        BatchSpanProcessor(
+            OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces"), schedule_delay_millis=500
+        )
     )
     trace.set_tracer_provider(provider)
-    app.add_middleware(OpenTelemetryMiddleware, tracer_provider=provider,
-                       exclude_spans=["receive", "send"])
+    app.add_middleware(OpenTelemetryMiddleware, tracer_provider=provider, exclude_spans=["receive", "send"])
     app.state.tracer_provider = provider
     return provider

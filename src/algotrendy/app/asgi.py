@@ -14,7 +14,6 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.middleware.cors import CORSMiddleware
-
 from starlette.responses import JSONResponse, Response
 
 from algotrendy import __version__
@@ -41,7 +40,11 @@ PROBLEM_SCHEMA: dict[str, Any] = {
             "type": "array",
             "items": {
                 "type": "object",
-                "properties": {"field": {"type": "string"}, "message": {"type": "string"}, "type": {"type": "string"}},
+                "properties": {
+                    "field": {"type": "string"},
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                },
             },
         },
     },
@@ -71,7 +74,11 @@ def _platform_routes(app: FastAPI, container: Container) -> None:
         """Liveness: the process is up."""
         return {"status": "healthy", "version": __version__, "timestamp": datetime.now(UTC).isoformat()}
 
-    @app.get("/ready", tags=["platform"], responses={503: problems.PROBLEM_RESPONSES[422] | {"description": "Not ready"}})
+    @app.get(
+        "/ready",
+        tags=["platform"],
+        responses={503: problems.PROBLEM_RESPONSES[422] | {"description": "Not ready"}},
+    )
     async def ready() -> Response:
         """Readiness: database, event bus and cache all answer."""
         checks = await container.readiness()
@@ -126,7 +133,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     _mount_routers(app, settings.hosted_services)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(
-        EdgeMiddleware, settings=settings.gateway, limiter=container.limiter, access_log=settings.log.access_log
+        EdgeMiddleware,
+        settings=settings.gateway,
+        limiter=container.limiter,
+        access_log=settings.log.access_log,
     )
     if settings.gateway.cors_origins:
         app.add_middleware(
@@ -146,7 +156,9 @@ def _tracing(app: FastAPI, settings: Settings) -> None:
         return
     from algotrendy.adapters.telemetry import install_tracing
 
-    install_tracing(app, endpoint=settings.otel.endpoint, service_name=settings.otel.service_name,
-                    sample_ratio=settings.otel.sample_ratio)
-
-
+    install_tracing(
+        app,
+        endpoint=settings.otel.endpoint,
+        service_name=settings.otel.service_name,
+        sample_ratio=settings.otel.sample_ratio,
+    )

@@ -15,8 +15,9 @@ from algotrendy.core.errors import AlgoTrendyError
 
 T = TypeVar("T")
 
-app = typer.Typer(help="AlgoTrendy: algorithmic trading platform.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="AlgoTrendy: algorithmic trading platform.", no_args_is_help=True, pretty_exceptions_enable=False
+)
 db_app = typer.Typer(help="Records database.", no_args_is_help=True)
 config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
 users_app = typer.Typer(help="User accounts.", no_args_is_help=True)
@@ -62,12 +63,23 @@ def serve(
         typer.secho(f"refusing to start: {exc.detail}", fg="red", err=True)
         raise typer.Exit(2) from None
     config = uvicorn.Config(
-        application, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
-        log_config=None, access_log=False, proxy_headers=False, server_header=False, lifespan="on",
+        application,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        lifespan="on",
         timeout_graceful_shutdown=10,
     )
-    typer.echo(f"AlgoTrendy {', '.join(settings.hosted_services)} on http://{settings.host}:{settings.port} "
-               f"(docs: /docs, data: {settings.data_dir})", err=True)
+    typer.echo(
+        f"AlgoTrendy {', '.join(settings.hosted_services)} on http://{settings.host}:{settings.port} "
+        f"(docs: /docs, data: {settings.data_dir})",
+        err=True,
+    )
     uvicorn.Server(config).run()
 
 
@@ -125,8 +137,12 @@ def _container() -> Any:
 def users_create(
     email: Annotated[str, typer.Option(help="Email address")],
     username: Annotated[str, typer.Option(help="Username")],
-    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True,
-                                          help="Password (prompted when omitted)")],
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True, hide_input=True, confirmation_prompt=True, help="Password (prompted when omitted)"
+        ),
+    ],
     admin: Annotated[bool, typer.Option("--admin", help="Give the admin role")] = False,
     role: Annotated[str, typer.Option(help="Role when not --admin: trader or viewer")] = "trader",
 ) -> None:
@@ -185,9 +201,10 @@ def keys_list() -> None:
         typer.echo(f.stem)
 
 
-
 @db_app.command("revision")
-def db_revision(message: Annotated[str, typer.Option("-m", "--message", help="What the migration does")]) -> None:
+def db_revision(
+    message: Annotated[str, typer.Option("-m", "--message", help="What the migration does")],
+) -> None:
     """(Developers) write a migration from the difference between the models and the database."""
     from algotrendy.app.models import all_metadata
     from algotrendy.db import migrate

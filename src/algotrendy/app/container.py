@@ -8,7 +8,9 @@ dependencies here and nowhere else.
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import structlog
@@ -36,8 +38,13 @@ def _bus(settings: Settings) -> Bus:
 
         b = settings.bus
         return NatsBus(
-            settings.nats_url, stream=b.stream, subject_prefix=b.subject_prefix, dlq_prefix=b.dlq_prefix,
-            max_deliver=b.max_deliver, ack_wait=b.ack_wait, name=f"algotrendy-{'-'.join(settings.hosted_services)}",
+            settings.nats_url,
+            stream=b.stream,
+            subject_prefix=b.subject_prefix,
+            dlq_prefix=b.dlq_prefix,
+            max_deliver=b.max_deliver,
+            ack_wait=b.ack_wait,
+            name=f"algotrendy-{'-'.join(settings.hosted_services)}",
         )
     from algotrendy.adapters.bus.memory import InMemoryBus
 
@@ -63,9 +70,14 @@ def _mailer(settings: Settings) -> Mailer:
         from algotrendy.adapters.mail.smtp import SmtpMailer
 
         return SmtpMailer(
-            host=m.smtp_host, port=m.smtp_port, sender=m.from_address, username=m.smtp_username,
+            host=m.smtp_host,
+            port=m.smtp_port,
+            sender=m.from_address,
+            username=m.smtp_username,
             password=m.smtp_password.get_secret_value() if m.smtp_password else None,
-            starttls=m.smtp_starttls, tls=m.smtp_tls, timeout=m.smtp_timeout,
+            starttls=m.smtp_starttls,
+            tls=m.smtp_tls,
+            timeout=m.smtp_timeout,
         )
     from algotrendy.adapters.mail.console import ConsoleMailer
 
@@ -132,14 +144,34 @@ class Container:
             need_signing="users" in settings.hosted_services,
             production=settings.production,
         )
-        codec = TokenCodec(keys=keys, issuer=a.issuer, audience=a.audience, access_ttl=a.access_ttl_seconds,
-                           leeway=a.leeway_seconds, clock=clock, jwks_url=a.jwks_url)
+        codec = TokenCodec(
+            keys=keys,
+            issuer=a.issuer,
+            audience=a.audience,
+            access_ttl=a.access_ttl_seconds,
+            leeway=a.leeway_seconds,
+            clock=clock,
+            jwks_url=a.jwks_url,
+        )
         revocations = Revocations(cache, ttl_seconds=a.access_ttl_seconds)
-        authenticator = Authenticator(codec=codec, revocations=revocations, limiter=limiter,
-                                      settings=settings.gateway)
-        c = cls(settings=settings, clock=clock, engine=engine, sessions=sessions, bus=_bus(settings), cache=cache,
-                limiter=limiter, keys=keys, codec=codec, revocations=revocations, authenticator=authenticator,
-                mailer=_mailer(settings), secret_box=_secret_box(settings))
+        authenticator = Authenticator(
+            codec=codec, revocations=revocations, limiter=limiter, settings=settings.gateway
+        )
+        c = cls(
+            settings=settings,
+            clock=clock,
+            engine=engine,
+            sessions=sessions,
+            bus=_bus(settings),
+            cache=cache,
+            limiter=limiter,
+            keys=keys,
+            codec=codec,
+            revocations=revocations,
+            authenticator=authenticator,
+            mailer=_mailer(settings),
+            secret_box=_secret_box(settings),
+        )
         c._build_services()
         return c
 
@@ -155,8 +187,11 @@ class Container:
             from algotrendy.services.notifications.service import NotificationsService
 
             self.services["notifications"] = NotificationsService(
-                sessions=self.sessions, mailer=self.mailer, clock=self.clock,
-                settings=self.settings.notifications, product_url=self.public_url,
+                sessions=self.sessions,
+                mailer=self.mailer,
+                clock=self.clock,
+                settings=self.settings.notifications,
+                product_url=self.public_url,
             )
         if "jobs" in hosted:
             self._build_jobs()
@@ -170,12 +205,24 @@ class Container:
         outbox = Outbox(service="users", clock=self.clock)
         worker = MailWorker(sessions=self.sessions, mailer=self.mailer, clock=self.clock)
         self.services["users"] = UsersService(
-            sessions=self.sessions, settings=us,
-            passwords=Passwords(memory_kib=us.argon2_memory_kib, time_cost=us.argon2_time_cost,
-                                parallelism=us.argon2_parallelism, max_concurrent=us.max_concurrent_hashes),
-            tokens=self.codec, refresh_ttl=self.settings.auth.refresh_ttl_seconds, revoker=self.revocations,
-            outbox=outbox, secret_box=self.secret_box, cache=self.cache, limiter=self.limiter, clock=self.clock,
-            public_url=self.public_url, mail_worker=worker,
+            sessions=self.sessions,
+            settings=us,
+            passwords=Passwords(
+                memory_kib=us.argon2_memory_kib,
+                time_cost=us.argon2_time_cost,
+                parallelism=us.argon2_parallelism,
+                max_concurrent=us.max_concurrent_hashes,
+            ),
+            tokens=self.codec,
+            refresh_ttl=self.settings.auth.refresh_ttl_seconds,
+            revoker=self.revocations,
+            outbox=outbox,
+            secret_box=self.secret_box,
+            cache=self.cache,
+            limiter=self.limiter,
+            clock=self.clock,
+            public_url=self.public_url,
+            mail_worker=worker,
         )
         self.services["users.mail"] = worker
         self.relays.append(OutboxRelay(outbox=outbox, sessions=self.sessions, bus=self.bus, clock=self.clock))
@@ -206,8 +253,13 @@ class Container:
             await jobs.start()
         for relay in self.relays:
             relay.start()
-        log.info("container.started", services=list(self.settings.hosted_services),
-                 database=self.engine.dialect.name, bus=type(self.bus).__name__, cache=type(self.cache).__name__)
+        log.info(
+            "container.started",
+            services=list(self.settings.hosted_services),
+            database=self.engine.dialect.name,
+            bus=type(self.bus).__name__,
+            cache=type(self.cache).__name__,
+        )
 
     async def stop(self) -> None:
         for relay in self.relays:
@@ -227,8 +279,12 @@ class Container:
 
     async def readiness(self) -> dict[str, str]:
         checks: dict[str, str] = {}
-        for name, probe in (("database", lambda: ping(self.engine)), ("bus", self.bus.ping),
-                            ("cache", self.cache.ping)):
+        probes: dict[str, Callable[[], Awaitable[None]]] = {
+            "database": partial(ping, self.engine),
+            "bus": self.bus.ping,
+            "cache": self.cache.ping,
+        }
+        for name, probe in probes.items():
             try:
                 await probe()
                 checks[name] = "ok"

@@ -17,8 +17,21 @@ import orjson
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-_SECRET_KEY_PARTS = ("password", "passwd", "secret", "token", "authorization", "cookie", "api_key", "apikey",
-                     "private_key", "otp", "totp", "recovery_code", "credential")
+_SECRET_KEY_PARTS = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "authorization",
+    "cookie",
+    "api_key",
+    "apikey",
+    "private_key",
+    "otp",
+    "totp",
+    "recovery_code",
+    "credential",
+)
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 _TOKEN_PARAM = re.compile(r"(?i)((?:token|code|key|secret|password)=)[^&\s\"']+")
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
@@ -97,7 +110,8 @@ def _shared() -> list[Processor]:
 def make_formatter(*, json_format: bool = True) -> logging.Formatter:
     """The formatter every handler uses: same processors, same redaction."""
     renderer: Processor = (
-        structlog.processors.JSONRenderer(serializer=_orjson_dumps) if json_format
+        structlog.processors.JSONRenderer(serializer=_orjson_dumps)
+        if json_format
         else structlog.dev.ConsoleRenderer(colors=False)
     )
     return structlog.stdlib.ProcessorFormatter(
@@ -108,8 +122,11 @@ def make_formatter(*, json_format: bool = True) -> logging.Formatter:
 
 def configure_logging(*, level: str = "INFO", json_format: bool = True) -> None:
     structlog.configure(
-        processors=[structlog.stdlib.filter_by_level, *_shared(),
-                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *_shared(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,

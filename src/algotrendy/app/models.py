@@ -14,14 +14,11 @@ INBOXES = ("notifications",)
 
 def all_metadata() -> MetaData:
     import algotrendy.services.notifications.store
-    import algotrendy.services.users.store  # noqa: F401
+    import algotrendy.services.users.store
 
     for service in OUTBOXES:
         outbox_table(service)
     for service in INBOXES:
         inbox_table(service)
-    try:
-        import algotrendy.services.jobs.store  # noqa: F401
-    except ImportError:
-        pass
+    import algotrendy.services.jobs.store  # noqa: F401
     return metadata

@@ -33,7 +33,9 @@ def inbox_table(service: str) -> Table:
     )
 
 
-async def claim(session: AsyncSession, *, service: str, consumer: str, envelope: Envelope, clock: Clock) -> bool:
+async def claim(
+    session: AsyncSession, *, service: str, consumer: str, envelope: Envelope, clock: Clock
+) -> bool:
     """Record the event as applied by ``consumer``; False if it already was."""
     t = inbox_table(service)
     values = {
@@ -42,7 +44,7 @@ async def claim(session: AsyncSession, *, service: str, consumer: str, envelope:
         "event_type": envelope.event_type,
         "processed_at": clock.now(),
     }
-    dialect = session.bind.dialect.name
+    dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 

@@ -91,9 +91,9 @@ class Outbox:
     def wake(self) -> None:
         self._wakeup.set()
 
-    async def wait(self, timeout: float) -> None:
+    async def wait(self, max_wait: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), timeout)
+            await asyncio.wait_for(self._wakeup.wait(), max_wait)
         self._wakeup.clear()
 
 
@@ -131,10 +131,12 @@ class OutboxRelay:
         the single write lock; rows are read, published, then marked one by one.
         """
         t = self._table
-        stmt = select(t.c.id, t.c.envelope).where(t.c.published_at.is_(None)).order_by(t.c.id).limit(self._batch)
+        stmt = (
+            select(t.c.id, t.c.envelope).where(t.c.published_at.is_(None)).order_by(t.c.id).limit(self._batch)
+        )
         published = 0
         async with self._sessions() as session:
-            if session.bind.dialect.name == "postgresql":
+            if session.get_bind().dialect.name == "postgresql":
                 async with session.begin():
                     rows = (await session.execute(stmt.with_for_update(skip_locked=True))).all()
                     for row_id, raw in rows:
@@ -161,15 +163,22 @@ class OutboxRelay:
             await self._bus.publish(envelope)
         except Exception as exc:
             log.warning(
-                "outbox.publish_failed", table=t.name, event_id=str(envelope.event_id),
-                event_type=envelope.event_type, error=type(exc).__name__,
+                "outbox.publish_failed",
+                table=t.name,
+                event_id=str(envelope.event_id),
+                event_type=envelope.event_type,
+                error=type(exc).__name__,
             )
             await session.execute(
-                update(t).where(t.c.id == row_id).values(attempts=t.c.attempts + 1, last_error=repr(exc)[:500])
+                update(t)
+                .where(t.c.id == row_id)
+                .values(attempts=t.c.attempts + 1, last_error=repr(exc)[:500])
             )
             return False  # keep order: retry this row before any later one
         await session.execute(
-            update(t).where(t.c.id == row_id).values(published_at=self._clock.now(), attempts=t.c.attempts + 1)
+            update(t)
+            .where(t.c.id == row_id)
+            .values(published_at=self._clock.now(), attempts=t.c.attempts + 1)
         )
         return True
 
@@ -202,7 +211,9 @@ class OutboxRelay:
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"relay:{self._table.name}")
+            self._task = asyncio.get_running_loop().create_task(
+                self._loop(), name=f"relay:{self._table.name}"
+            )
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -210,5 +221,3 @@ class OutboxRelay:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-
-

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
-HTTP_REQUESTS = Counter(
-    "algotrendy_http_requests_total", "HTTP requests", ["method", "route", "status"]
-)
+HTTP_REQUESTS = Counter("algotrendy_http_requests_total", "HTTP requests", ["method", "route", "status"])
 HTTP_LATENCY = Histogram(
     "algotrendy_http_request_duration_seconds",
     "HTTP request latency",

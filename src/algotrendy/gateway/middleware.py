@@ -49,7 +49,7 @@ class TrustedProxies:
 
 def client_ip(scope: Scope, trusted: TrustedProxies) -> str:
     client = scope.get("client")
-    peer = client[0] if client else "unknown"
+    peer = str(client[0]) if client else "unknown"
     if not trusted or peer not in trusted:
         return peer
     for name, value in scope.get("headers", ()):
@@ -58,8 +58,8 @@ def client_ip(scope: Scope, trusted: TrustedProxies) -> str:
             # walk from the right past our own proxies
             for hop in reversed(hops):
                 if hop not in trusted:
-                    return hop
-            return hops[0] if hops else peer
+                    return str(hop)
+            return str(hops[0]) if hops else peer
     return peer
 
 
@@ -113,10 +113,18 @@ class EdgeMiddleware:
         try:
             if content_length is not None and (content_length < 0 or content_length > self.max_body):
                 await self._reply(
-                    scope, receive, send_wrapper,
-                    problem(413, detail=f"request body larger than {self.max_body} bytes", code="payload_too_large"),
+                    scope,
+                    receive,
+                    send_wrapper,
+                    problem(
+                        413,
+                        detail=f"request body larger than {self.max_body} bytes",
+                        code="payload_too_large",
+                    ),
                 )
-            elif path not in _UNLIMITED_PATHS and not await self._ip_allowed(ip, scope, receive, send_wrapper):
+            elif path not in _UNLIMITED_PATHS and not await self._ip_allowed(
+                ip, scope, receive, send_wrapper
+            ):
                 pass
             else:
                 await self.app(scope, self._limited_receive(receive), send_wrapper)
@@ -129,8 +137,13 @@ class EdgeMiddleware:
             metrics.HTTP_LATENCY.labels(method, template).observe(elapsed)
             if self.access_log and path not in _UNLIMITED_PATHS:
                 log.info(
-                    "http.request", method=method, path=path, route=template, status=status_holder[0],
-                    duration_ms=round(elapsed * 1000, 2), client_ip=ip,
+                    "http.request",
+                    method=method,
+                    path=path,
+                    route=template,
+                    status=status_holder[0],
+                    duration_ms=round(elapsed * 1000, 2),
+                    client_ip=ip,
                 )
 
     async def _ip_allowed(self, ip: str, scope: Scope, receive: Receive, send: Send) -> bool:
@@ -140,9 +153,15 @@ class EdgeMiddleware:
         metrics.RATE_LIMITED.labels("ip").inc()
         retry = max(1, int(decision.retry_after + 0.999))
         await self._reply(
-            scope, receive, send,
-            problem(429, detail="too many requests from this address", code="rate_limited",
-                    headers={"Retry-After": str(retry)}),
+            scope,
+            receive,
+            send,
+            problem(
+                429,
+                detail="too many requests from this address",
+                code="rate_limited",
+                headers={"Retry-After": str(retry)},
+            ),
         )
         return False
 

@@ -65,12 +65,16 @@ async def _domain_error(_request: Request, exc: Exception) -> Response:
     if isinstance(exc, TooManyRequests):
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, Unauthorized):
-        headers["WWW-Authenticate"] = 'Bearer error="invalid_token"' if exc.code != "missing_token" else "Bearer"
+        headers["WWW-Authenticate"] = (
+            'Bearer error="invalid_token"' if exc.code != "missing_token" else "Bearer"
+        )
     extra: dict[str, Any] = {}
     if exc.field:
         extra["errors"] = [{"field": exc.field, "message": exc.detail, "type": exc.code}]
     status = exc.status if exc.status != 500 else 500
-    return problem(status, detail=exc.detail, code=exc.code, title=exc.title, headers=headers or None, **extra)
+    return problem(
+        status, detail=exc.detail, code=exc.code, title=exc.title, headers=headers or None, **extra
+    )
 
 
 async def _validation_error(_request: Request, exc: Exception) -> Response:
@@ -105,6 +109,9 @@ def install(app: FastAPI) -> None:
 
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"description": _title(code), "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    code: {
+        "description": _title(code),
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
     for code in (400, 401, 403, 404, 409, 413, 422, 429)
 }

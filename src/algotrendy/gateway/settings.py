@@ -49,7 +49,9 @@ class AuthSettings(BaseModel):
     access_ttl_seconds: int = Field(900, ge=30, le=86_400)
     refresh_ttl_seconds: int = Field(30 * 86_400, ge=300)
     leeway_seconds: int = Field(5, ge=0, le=120)
-    private_key: SecretStr | None = Field(None, description="PEM signing key (Ed25519, EC P-256 or RSA>=2048)")
+    private_key: SecretStr | None = Field(
+        None, description="PEM signing key (Ed25519, EC P-256 or RSA>=2048)"
+    )
     private_key_file: Path | None = None
     public_keys_dir: Path | None = Field(
         None, description="Directory of <kid>.pem public keys to verify with (split-mode verifiers)"

@@ -50,7 +50,12 @@ class TokenCodec:
         self._jwks_fetched_at = -1e9
 
     def issue_access(
-        self, *, user_id: uuid.UUID, username: str, role: Role, permissions: frozenset[Permission],
+        self,
+        *,
+        user_id: uuid.UUID,
+        username: str,
+        role: Role,
+        permissions: frozenset[Permission],
         session_id: uuid.UUID,
     ) -> tuple[str, datetime]:
         signing = self.keys.signing
@@ -73,7 +78,10 @@ class TokenCodec:
             "permissions": sorted(p.value for p in permissions),
         }
         token = jwt.encode(
-            claims, signing.private_key, algorithm=signing.algorithm, headers={"kid": signing.kid, "typ": ACCESS_TYP}
+            claims,
+            signing.private_key,
+            algorithm=signing.algorithm,
+            headers={"kid": signing.kid, "typ": ACCESS_TYP},
         )
         return token, exp
 

@@ -32,7 +32,9 @@ async def _check(url: str) -> None:
         async with engine.connect() as conn:
             tables = set(await conn.run_sync(lambda c: c.dialect.get_table_names(c)))
         assert {t for t in tables if t != "alembic_version"} == set(all_metadata().tables)
-        assert all(t == "alembic_version" or t.split("_")[0] in {"users", "notifications", "jobs"} for t in tables)
+        assert all(
+            t == "alembic_version" or t.split("_")[0] in {"users", "notifications", "jobs"} for t in tables
+        )
     finally:
         await engine.dispose()
 

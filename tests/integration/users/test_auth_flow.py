@@ -38,11 +38,15 @@ async def test_login_by_email_and_duplicate_accounts_case_insensitive(any_api: A
     api = any_api
     _user, password = await api.register(username="dave", email="dave@example.com")
     await api.login("DAVE@EXAMPLE.COM", password)
-    dup_email = await api.client.post("/api/v1/users/register", json={
-        "email": "Dave@example.com", "username": "other", "password": "long enough password"})
+    dup_email = await api.client.post(
+        "/api/v1/users/register",
+        json={"email": "Dave@example.com", "username": "other", "password": "long enough password"},
+    )
     assert dup_email.status_code == 409 and dup_email.json()["errors"][0]["field"] == "email"
-    dup_name = await api.client.post("/api/v1/users/register", json={
-        "email": "x@example.com", "username": "DaVe", "password": "long enough password"})
+    dup_name = await api.client.post(
+        "/api/v1/users/register",
+        json={"email": "x@example.com", "username": "DaVe", "password": "long enough password"},
+    )
     assert dup_name.status_code == 409 and dup_name.json()["errors"][0]["field"] == "username"
 
 
@@ -50,7 +54,9 @@ async def test_unknown_user_and_wrong_password_get_the_same_answer(any_api: Api)
     api = any_api
     await api.register(username="erin")
     wrong = await api.client.post("/auth/login", json={"username": "erin", "password": "not-the-password"})
-    unknown = await api.client.post("/auth/login", json={"username": "nobody", "password": "not-the-password"})
+    unknown = await api.client.post(
+        "/auth/login", json={"username": "nobody", "password": "not-the-password"}
+    )
     assert wrong.status_code == unknown.status_code == 401
     strip = lambda b: {k: v for k, v in b.items() if k != "request_id"}  # noqa: E731
     assert strip(wrong.json()) == strip(unknown.json())
@@ -91,7 +97,9 @@ async def test_reused_refresh_token_revokes_family(any_api: Api) -> None:
     replay = await api.client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert replay.status_code == 401 and replay.json()["code"] == "refresh_token_reused"
     # the legitimate child is dead too, and so is its access token
-    assert (await api.client.post("/auth/refresh", json={"refresh_token": live["refresh_token"]})).status_code == 401
+    assert (
+        await api.client.post("/auth/refresh", json={"refresh_token": live["refresh_token"]})
+    ).status_code == 401
     me = await api.client.get("/auth/me", headers={"Authorization": f"Bearer {live['access_token']}"})
     assert me.status_code == 401 and me.json()["code"] == "token_revoked"
 
@@ -100,9 +108,9 @@ async def test_concurrent_refresh_with_one_token_yields_one_winner(any_api: Api)
     api = any_api
     user, _h, password = await api.user()
     tokens = await api.login(user["username"], password)
-    results = await asyncio.gather(*[
-        api.client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]}) for _ in range(5)
-    ])
+    results = await asyncio.gather(
+        *[api.client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]}) for _ in range(5)]
+    )
     assert sorted(r.status_code for r in results).count(200) <= 1
 
 
@@ -110,12 +118,17 @@ async def test_password_change_revokes_every_session(any_api: Api) -> None:
     api = any_api
     user, headers, password = await api.user()
     other = await api.login(user["username"], password)
-    r = await api.client.post("/api/v1/users/change-password", headers=headers,
-                              json={"current_password": password, "new_password": "a brand new password"})
+    r = await api.client.post(
+        "/api/v1/users/change-password",
+        headers=headers,
+        json={"current_password": password, "new_password": "a brand new password"},
+    )
     assert r.status_code == 204
     for h in (headers, {"Authorization": f"Bearer {other['access_token']}"}):
         assert (await api.client.get("/auth/me", headers=h)).status_code == 401
-    assert (await api.client.post("/auth/refresh", json={"refresh_token": other["refresh_token"]})).status_code == 401
+    assert (
+        await api.client.post("/auth/refresh", json={"refresh_token": other["refresh_token"]})
+    ).status_code == 401
     bad = await api.client.post("/auth/login", json={"username": user["username"], "password": password})
     assert bad.status_code == 401
     await api.login(user["username"], "a brand new password")
@@ -124,8 +137,11 @@ async def test_password_change_revokes_every_session(any_api: Api) -> None:
 async def test_change_password_needs_current_password(any_api: Api) -> None:
     api = any_api
     _user, headers, _password = await api.user()
-    r = await api.client.post("/api/v1/users/change-password", headers=headers,
-                              json={"current_password": "wrong-wrong", "new_password": "another long one"})
+    r = await api.client.post(
+        "/api/v1/users/change-password",
+        headers=headers,
+        json={"current_password": "wrong-wrong", "new_password": "another long one"},
+    )
     assert r.status_code == 401
 
 
@@ -135,12 +151,14 @@ async def test_password_reset_is_single_use_and_revokes_sessions(any_api: Api) -
     r = await api.client.post("/api/v1/users/reset-password", json={"email": user["email"]})
     assert r.status_code == 202
     token = await api.mail_token(user["email"], "Reset")
-    ok = await api.client.post("/api/v1/users/reset-password/confirm",
-                               json={"token": token, "new_password": "reset password 123"})
+    ok = await api.client.post(
+        "/api/v1/users/reset-password/confirm", json={"token": token, "new_password": "reset password 123"}
+    )
     assert ok.status_code == 204
     assert (await api.client.get("/auth/me", headers=headers)).status_code == 401
-    again = await api.client.post("/api/v1/users/reset-password/confirm",
-                                  json={"token": token, "new_password": "another password 456"})
+    again = await api.client.post(
+        "/api/v1/users/reset-password/confirm", json={"token": token, "new_password": "another password 456"}
+    )
     assert again.status_code == 422
     await api.login(user["username"], "reset password 123")
 
@@ -156,7 +174,7 @@ async def test_reset_request_answers_the_same_for_unknown_email(any_api: Api) ->
 
 async def test_login_history_and_last_login(any_api: Api) -> None:
     api = any_api
-    user, headers, password = await api.user()
+    user, headers, _password = await api.user()
     await api.client.post("/auth/login", json={"username": user["username"], "password": "bad-password"})
     r = await api.client.get("/api/v1/users/login-history", headers=headers)
     assert r.status_code == 200

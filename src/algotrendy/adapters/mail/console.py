@@ -35,8 +35,12 @@ class ConsoleMailer:
         }
         async with self._lock:
             await asyncio.to_thread(self._append, json.dumps(record) + "\n")
-        log.info("mail.console", to=message.to, subject=message.subject,
-                 hint="algotrendy users outbox shows the message")
+        log.info(
+            "mail.console",
+            to=message.to,
+            subject=message.subject,
+            hint="algotrendy users outbox shows the message",
+        )
 
     def _append(self, line: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

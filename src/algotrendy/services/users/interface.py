@@ -238,7 +238,12 @@ class TokenIssuer(Protocol):
     access_ttl: int
 
     def issue_access(
-        self, *, user_id: uuid.UUID, username: str, role: Role, permissions: frozenset[Permission],
+        self,
+        *,
+        user_id: uuid.UUID,
+        username: str,
+        role: Role,
+        permissions: frozenset[Permission],
         session_id: uuid.UUID,
     ) -> tuple[str, datetime]: ...
 

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from algotrendy.core.clock import Clock
 from algotrendy.core.errors import TemporaryError
-from algotrendy.core.ports import MailMessage, Mailer
+from algotrendy.core.ports import Mailer, MailMessage
 from algotrendy.services.users.store import MailRow
 
 log = structlog.get_logger(__name__)
@@ -61,14 +61,26 @@ def password_changed_message(*, to: str, username: str) -> MailMessage:
 
 def enqueue(session: AsyncSession, message: MailMessage, *, now: datetime) -> None:
     session.add(
-        MailRow(to_addr=message.to, subject=message.subject, body=message.text, created_at=now,
-                next_attempt_at=now, attempts=0)
+        MailRow(
+            to_addr=message.to,
+            subject=message.subject,
+            body=message.text,
+            created_at=now,
+            next_attempt_at=now,
+            attempts=0,
+        )
     )
 
 
 class MailWorker:
-    def __init__(self, *, sessions: async_sessionmaker[AsyncSession], mailer: Mailer, clock: Clock,
-                 poll_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        mailer: Mailer,
+        clock: Clock,
+        poll_interval: float = 1.0,
+    ) -> None:
         self._sessions = sessions
         self._mailer = mailer
         self._clock = clock
@@ -84,20 +96,28 @@ class MailWorker:
         sent = 0
         async with self._sessions() as session:
             rows = (
-                await session.execute(
-                    select(MailRow)
-                    .where(MailRow.sent_at.is_(None), MailRow.next_attempt_at <= now, MailRow.attempts < MAX_ATTEMPTS)
-                    .order_by(MailRow.id)
-                    .limit(20)
+                (
+                    await session.execute(
+                        select(MailRow)
+                        .where(
+                            MailRow.sent_at.is_(None),
+                            MailRow.next_attempt_at <= now,
+                            MailRow.attempts < MAX_ATTEMPTS,
+                        )
+                        .order_by(MailRow.id)
+                        .limit(20)
+                    )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
             for row in rows:
                 message = MailMessage(to=row.to_addr, subject=row.subject, text=row.body or "")
                 row.attempts += 1
                 try:
                     await self._mailer.send(message)
                 except (TemporaryError, OSError) as exc:
-                    delay = min(2 ** row.attempts, 3600)
+                    delay = min(2**row.attempts, 3600)
                     row.next_attempt_at = self._clock.now() + timedelta(seconds=delay)
                     row.last_error = f"{type(exc).__name__}: {exc}"[:500]
                     level = log.error if row.attempts >= MAX_ATTEMPTS else log.warning

@@ -16,7 +16,11 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 class Passwords:
     def __init__(self, *, memory_kib: int, time_cost: int, parallelism: int, max_concurrent: int) -> None:
         self._hasher = PasswordHasher(
-            time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, hash_len=32, salt_len=16,
+            time_cost=time_cost,
+            memory_cost=memory_kib,
+            parallelism=parallelism,
+            hash_len=32,
+            salt_len=16,
             type=Type.ID,
         )
         self._gate = asyncio.Semaphore(max_concurrent)

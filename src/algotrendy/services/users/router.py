@@ -72,8 +72,9 @@ async def login(body: LoginRequest, request: Request, users: Users) -> TokenPair
 @auth_router.post("/refresh", dependencies=[AuthRateLimit])
 async def refresh(body: RefreshRequest, request: Request, users: Users) -> TokenPair:
     """Rotate a refresh token: the old one is spent; reusing a spent one revokes the session."""
-    return await users.refresh(refresh_token=body.refresh_token, ip=client_ip(request),
-                               user_agent=user_agent(request))
+    return await users.refresh(
+        refresh_token=body.refresh_token, ip=client_ip(request), user_agent=user_agent(request)
+    )
 
 
 @auth_router.post("/logout", status_code=204)
@@ -146,7 +147,9 @@ async def update_settings(body: SettingsUpdate, user: CurrentUser, users: Users)
 
 
 @router.post("/change-password", status_code=204)
-async def change_password(body: ChangePasswordRequest, request: Request, user: CurrentUser, users: Users) -> Response:
+async def change_password(
+    body: ChangePasswordRequest, request: Request, user: CurrentUser, users: Users
+) -> Response:
     """Change the password; every session (this one too) is signed out."""
     await users.change_password(user_id=user.user_id, data=body, ip=client_ip(request))
     return Response(status_code=204)
@@ -188,7 +191,9 @@ async def recovery_codes(body: TotpCode, user: CurrentUser, users: Users) -> Rec
 
 
 @router.get("/login-history")
-async def login_history(user: CurrentUser, users: Users, limit: Limit = 50, offset: Offset = 0) -> list[LoginEventRead]:
+async def login_history(
+    user: CurrentUser, users: Users, limit: Limit = 50, offset: Offset = 0
+) -> list[LoginEventRead]:
     return await users.login_history(user_id=user.user_id, limit=limit, offset=offset)
 
 
@@ -208,8 +213,13 @@ async def revoke_session(session_id: uuid.UUID, user: CurrentUser, users: Users)
 
 @router.get("")
 async def list_users(
-    admin: Admin, users: Users, limit: Limit = 50, offset: Offset = 0,
-    q: Annotated[str | None, Query(max_length=100)] = None, role: Role | None = None, active: bool | None = None,
+    admin: Admin,
+    users: Users,
+    limit: Limit = 50,
+    offset: Offset = 0,
+    q: Annotated[str | None, Query(max_length=100)] = None,
+    role: Role | None = None,
+    active: bool | None = None,
 ) -> UserList:
     return await users.list_users(limit=limit, offset=offset, q=q, role=role, active=active)
 

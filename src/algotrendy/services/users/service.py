@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -80,18 +80,30 @@ def _digest(token: str) -> str:
 def _user_read(row: UserRow) -> UserRead:
     role = Role(row.role)
     return UserRead(
-        id=row.id, email=row.email, username=row.username, first_name=row.first_name, last_name=row.last_name,
-        role=role, permissions=sorted(permissions_for(role)), is_active=row.is_active,
-        is_verified=row.is_verified, totp_enabled=row.totp_enabled, created_at=row.created_at,
+        id=row.id,
+        email=row.email,
+        username=row.username,
+        first_name=row.first_name,
+        last_name=row.last_name,
+        role=role,
+        permissions=sorted(permissions_for(role)),
+        is_active=row.is_active,
+        is_verified=row.is_verified,
+        totp_enabled=row.totp_enabled,
+        created_at=row.created_at,
         last_login_at=row.last_login_at,
     )
 
 
 def _settings_read(row: SettingsRow) -> SettingsRead:
     return SettingsRead(
-        timezone=row.timezone, language=row.language, currency=row.currency,
-        notifications_enabled=row.notifications_enabled, email_notifications=row.email_notifications,
-        telegram_notifications=row.telegram_notifications, updated_at=row.updated_at,
+        timezone=row.timezone,
+        language=row.language,
+        currency=row.currency,
+        notifications_enabled=row.notifications_enabled,
+        email_notifications=row.email_notifications,
+        telegram_notifications=row.telegram_notifications,
+        updated_at=row.updated_at,
     )
 
 
@@ -135,40 +147,70 @@ class UsersService:
             raise NotFound("user not found", code="user_not_found")
         return row
 
-    def _audit(self, session: AsyncSession, action: str, *, user_id: uuid.UUID | None,
-               actor_id: uuid.UUID | None = None, ip: str | None = None, **detail: Any) -> None:
-        session.add(AuditRow(at=self._clock.now(), actor_id=actor_id, user_id=user_id, action=action, ip=ip,
-                             detail=detail))
+    def _audit(
+        self,
+        session: AsyncSession,
+        action: str,
+        *,
+        user_id: uuid.UUID | None,
+        actor_id: uuid.UUID | None = None,
+        ip: str | None = None,
+        **detail: Any,
+    ) -> None:
+        session.add(
+            AuditRow(
+                at=self._clock.now(), actor_id=actor_id, user_id=user_id, action=action, ip=ip, detail=detail
+            )
+        )
 
     def _email_token(self, session: AsyncSession, user_id: uuid.UUID, purpose: str, ttl: timedelta) -> str:
         token = secrets.token_urlsafe(32)  # 256 bits
         now = self._clock.now()
-        session.add(EmailTokenRow(token_hash=_digest(token), user_id=user_id, purpose=purpose, created_at=now,
-                                  expires_at=now + ttl))
+        session.add(
+            EmailTokenRow(
+                token_hash=_digest(token),
+                user_id=user_id,
+                purpose=purpose,
+                created_at=now,
+                expires_at=now + ttl,
+            )
+        )
         return token
 
     async def _use_email_token(self, session: AsyncSession, token: str, purpose: str) -> uuid.UUID:
         now = self._clock.now()
         result = await session.execute(
             update(EmailTokenRow)
-            .where(EmailTokenRow.token_hash == _digest(token), EmailTokenRow.purpose == purpose,
-                   EmailTokenRow.used_at.is_(None), EmailTokenRow.expires_at > now)
+            .where(
+                EmailTokenRow.token_hash == _digest(token),
+                EmailTokenRow.purpose == purpose,
+                EmailTokenRow.used_at.is_(None),
+                EmailTokenRow.expires_at > now,
+            )
             .values(used_at=now)
             .returning(EmailTokenRow.user_id)
         )
         user_id = result.scalar_one_or_none()
         if user_id is None:
-            raise Invalid("this link is invalid, expired or already used", code="invalid_token", field="token")
+            raise Invalid(
+                "this link is invalid, expired or already used", code="invalid_token", field="token"
+            )
         return user_id
 
     def _queue_verification(self, session: AsyncSession, user: UserRow) -> None:
         token = self._email_token(session, user.id, "verify", timedelta(hours=self._s.verify_token_ttl_hours))
         link = f"{self._public_url}/api/v1/users/verify-email?token={token}"
-        mail.enqueue(session, mail.verification_message(
-            to=user.email, username=user.username, link=link, hours=self._s.verify_token_ttl_hours),
-            now=self._clock.now())
+        mail.enqueue(
+            session,
+            mail.verification_message(
+                to=user.email, username=user.username, link=link, hours=self._s.verify_token_ttl_hours
+            ),
+            now=self._clock.now(),
+        )
 
-    async def _after_commit(self, revoked: list[uuid.UUID] | None = None, user_id: uuid.UUID | None = None) -> None:
+    async def _after_commit(
+        self, revoked: list[uuid.UUID] | None = None, user_id: uuid.UUID | None = None
+    ) -> None:
         if revoked:
             await self._revoker.revoke(revoked)
         if user_id is not None:
@@ -176,12 +218,15 @@ class UsersService:
         if self._mail is not None:
             self._mail.wake()
 
-    async def _revoke_all(self, session: AsyncSession, user_id: uuid.UUID, reason: str,
-                          keep: uuid.UUID | None = None) -> list[uuid.UUID]:
+    async def _revoke_all(
+        self, session: AsyncSession, user_id: uuid.UUID, reason: str, keep: uuid.UUID | None = None
+    ) -> list[uuid.UUID]:
         ids = [s for s in await active_session_ids(session, user_id) if s != keep]
         await revoke_sessions(session, ids, at=self._clock.now(), reason=reason)
         if ids:
-            await self._outbox.add(session, UserSessionsRevoked(user_id=user_id, session_ids=ids, reason=reason))
+            await self._outbox.add(
+                session, UserSessionsRevoked(user_id=user_id, session_ids=ids, reason=reason)
+            )
         return ids
 
     async def restore_revocations(self) -> int:
@@ -203,10 +248,22 @@ class UsersService:
             if field:
                 raise Conflict(f"this {field} is already registered", code=f"{field}_taken", field=field)
             user = UserRow(
-                id=uuid.uuid4(), email=str(data.email), email_norm=email_norm, username=data.username,
-                username_norm=username_norm, password_hash=password_hash, first_name=data.first_name,
-                last_name=data.last_name, role=role.value, is_active=True, is_verified=verified,
-                totp_enabled=False, totp_last_step=0, created_at=now, updated_at=now, password_changed_at=now,
+                id=uuid.uuid4(),
+                email=str(data.email),
+                email_norm=email_norm,
+                username=data.username,
+                username_norm=username_norm,
+                password_hash=password_hash,
+                first_name=data.first_name,
+                last_name=data.last_name,
+                role=role.value,
+                is_active=True,
+                is_verified=verified,
+                totp_enabled=False,
+                totp_last_step=0,
+                created_at=now,
+                updated_at=now,
+                password_changed_at=now,
             )
             session.add(user)
             await session.flush()  # parent row first: the ORM orders inserts by relationships only
@@ -299,26 +356,39 @@ class UsersService:
         await self._after_commit(user_id=user.id)
         return pair
 
-    async def _fail(self, session: AsyncSession, key: str, user: UserRow | None, ip: str, ua: str, reason: str) -> None:
+    async def _fail(
+        self, session: AsyncSession, key: str, user: UserRow | None, ip: str, ua: str, reason: str
+    ) -> None:
         await throttle.record_failure(session, key, now=self._clock.now(), settings=self._s)
         if user is not None:
             self._history(session, user.id, ip, ua, False, reason)
         await session.commit()
 
-    def _history(self, session: AsyncSession, user_id: uuid.UUID, ip: str, ua: str, ok: bool, reason: str) -> None:
-        session.add(LoginEventRow(user_id=user_id, at=self._clock.now(), ip=ip, user_agent=ua or None,
-                                  success=ok, reason=reason))
+    def _history(
+        self, session: AsyncSession, user_id: uuid.UUID, ip: str, ua: str, ok: bool, reason: str
+    ) -> None:
+        session.add(
+            LoginEventRow(
+                user_id=user_id, at=self._clock.now(), ip=ip, user_agent=ua or None, success=ok, reason=reason
+            )
+        )
 
     async def _check_second_factor(self, session: AsyncSession, user: UserRow, code: str) -> bool:
         if user.totp_secret and len(code) == 6 and code.isdigit():
             return self._accept_totp(user, code)
         row = (
-            await session.execute(
-                select(RecoveryCodeRow).where(RecoveryCodeRow.user_id == user.id,
-                                              RecoveryCodeRow.code_hash == totp.hash_code(code),
-                                              RecoveryCodeRow.used_at.is_(None))
+            (
+                await session.execute(
+                    select(RecoveryCodeRow).where(
+                        RecoveryCodeRow.user_id == user.id,
+                        RecoveryCodeRow.code_hash == totp.hash_code(code),
+                        RecoveryCodeRow.used_at.is_(None),
+                    )
+                )
             )
-        ).scalars().first()
+            .scalars()
+            .first()
+        )
         if row is None:
             return False
         row.used_at = self._clock.now()
@@ -335,12 +405,22 @@ class UsersService:
         user.totp_last_step = step
         return True
 
-    async def _open_session(self, session: AsyncSession, user: UserRow, *, ip: str, user_agent: str) -> TokenPair:
+    async def _open_session(
+        self, session: AsyncSession, user: UserRow, *, ip: str, user_agent: str
+    ) -> TokenPair:
         now = self._clock.now()
         sid = uuid.uuid4()
-        session.add(SessionRow(id=sid, user_id=user.id, created_at=now, last_used_at=now,
-                               expires_at=now + timedelta(seconds=self._refresh_ttl), ip=ip,
-                               user_agent=user_agent or None))
+        session.add(
+            SessionRow(
+                id=sid,
+                user_id=user.id,
+                created_at=now,
+                last_used_at=now,
+                expires_at=now + timedelta(seconds=self._refresh_ttl),
+                ip=ip,
+                user_agent=user_agent or None,
+            )
+        )
         await session.flush()
         return self._issue(session, user, sid)
 
@@ -349,10 +429,18 @@ class UsersService:
         session.add(RefreshTokenRow(token_hash=_digest(refresh), session_id=sid, issued_at=self._clock.now()))
         role = Role(user.role)
         access, _exp = self._tokens.issue_access(
-            user_id=user.id, username=user.username, role=role, permissions=permissions_for(role), session_id=sid
+            user_id=user.id,
+            username=user.username,
+            role=role,
+            permissions=permissions_for(role),
+            session_id=sid,
         )
-        return TokenPair(access_token=access, refresh_token=refresh, expires_in=self._tokens.access_ttl,
-                         refresh_expires_in=self._refresh_ttl)
+        return TokenPair(
+            access_token=access,
+            refresh_token=refresh,
+            expires_in=self._tokens.access_ttl,
+            refresh_expires_in=self._refresh_ttl,
+        )
 
     async def refresh(self, *, refresh_token: str, ip: str, user_agent: str) -> TokenPair:
         now = self._clock.now()
@@ -372,14 +460,17 @@ class UsersService:
             if claimed.rowcount != 1:  # type: ignore[attr-defined]
                 # A spent token came back: it was stolen or replayed. Kill the whole family.
                 await revoke_sessions(session, [sess.id], at=now, reason="refresh_reuse")
-                await self._outbox.add(session, UserSessionsRevoked(user_id=sess.user_id, session_ids=[sess.id],
-                                                                    reason="refresh_reuse"))
+                await self._outbox.add(
+                    session,
+                    UserSessionsRevoked(user_id=sess.user_id, session_ids=[sess.id], reason="refresh_reuse"),
+                )
                 self._audit(session, "user.refresh_reuse", user_id=sess.user_id, ip=ip)
                 await session.commit()
                 await self._after_commit(revoked=[sess.id])
                 log.warning("users.refresh_reuse", session_id=str(sess.id))
-                raise Unauthorized("refresh token reuse detected; the session was revoked",
-                                   code="refresh_token_reused")
+                raise Unauthorized(
+                    "refresh token reuse detected; the session was revoked", code="refresh_token_reused"
+                )
             user = await self._user(session, sess.user_id)
             if not user.is_active:
                 raise invalid
@@ -392,8 +483,9 @@ class UsersService:
     async def logout(self, *, user_id: uuid.UUID, session_id: uuid.UUID) -> None:
         async with self._db() as session:
             await revoke_sessions(session, [session_id], at=self._clock.now(), reason="logout")
-            await self._outbox.add(session, UserSessionsRevoked(user_id=user_id, session_ids=[session_id],
-                                                                reason="logout"))
+            await self._outbox.add(
+                session, UserSessionsRevoked(user_id=user_id, session_ids=[session_id], reason="logout")
+            )
             await session.commit()
         await self._after_commit(revoked=[session_id])
 
@@ -415,8 +507,9 @@ class UsersService:
         async with self._db() as session:
             user = await self._user(session, user_id)
             if changes.get("username") is not None:
-                field = await taken(session, email_norm=None, username_norm=changes["username"].lower(),
-                                    exclude=user_id)
+                field = await taken(
+                    session, email_norm=None, username_norm=changes["username"].lower(), exclude=user_id
+                )
                 if field:
                     raise Conflict("this username is already taken", code="username_taken", field="username")
                 user.username = changes["username"]
@@ -428,7 +521,9 @@ class UsersService:
             try:
                 await session.commit()
             except IntegrityError:
-                raise Conflict("this username is already taken", code="username_taken", field="username") from None
+                raise Conflict(
+                    "this username is already taken", code="username_taken", field="username"
+                ) from None
         await self._after_commit(user_id=user_id)
         return _user_read(user)
 
@@ -467,8 +562,11 @@ class UsersService:
             user.password_changed_at = user.updated_at = self._clock.now()
             revoked = await self._revoke_all(session, user_id, "password_changed")
             self._audit(session, "user.password_changed", user_id=user_id, ip=ip)
-            mail.enqueue(session, mail.password_changed_message(to=user.email, username=user.username),
-                         now=self._clock.now())
+            mail.enqueue(
+                session,
+                mail.password_changed_message(to=user.email, username=user.username),
+                now=self._clock.now(),
+            )
             await session.commit()
         await self._after_commit(revoked=revoked, user_id=user_id)
 
@@ -479,16 +577,27 @@ class UsersService:
             if user is None or not user.is_active:
                 return answer
             recent = await session.scalar(
-                select(func.count()).select_from(EmailTokenRow).where(
-                    EmailTokenRow.user_id == user.id, EmailTokenRow.purpose == "reset",
-                    EmailTokenRow.created_at > self._clock.now() - timedelta(hours=1)))
+                select(func.count())
+                .select_from(EmailTokenRow)
+                .where(
+                    EmailTokenRow.user_id == user.id,
+                    EmailTokenRow.purpose == "reset",
+                    EmailTokenRow.created_at > self._clock.now() - timedelta(hours=1),
+                )
+            )
             if (recent or 0) >= 5:
                 return answer  # same answer; no more mail to this inbox this hour
-            token = self._email_token(session, user.id, "reset",
-                                      timedelta(minutes=self._s.reset_token_ttl_minutes))
+            token = self._email_token(
+                session, user.id, "reset", timedelta(minutes=self._s.reset_token_ttl_minutes)
+            )
             link = f"{self._public_url}/reset-password?token={token}"
-            mail.enqueue(session, mail.reset_message(to=user.email, username=user.username, link=link,
-                                                     minutes=self._s.reset_token_ttl_minutes), now=self._clock.now())
+            mail.enqueue(
+                session,
+                mail.reset_message(
+                    to=user.email, username=user.username, link=link, minutes=self._s.reset_token_ttl_minutes
+                ),
+                now=self._clock.now(),
+            )
             self._audit(session, "user.password_reset_requested", user_id=user.id, ip=ip)
             await session.commit()
         await self._after_commit()
@@ -589,23 +698,46 @@ class UsersService:
 
     async def login_history(self, *, user_id: uuid.UUID, limit: int, offset: int) -> list[LoginEventRead]:
         async with self._db() as session:
-            rows = (await session.execute(
-                select(LoginEventRow).where(LoginEventRow.user_id == user_id)
-                .order_by(LoginEventRow.at.desc(), LoginEventRow.id.desc()).limit(limit).offset(offset)
-            )).scalars()
-            return [LoginEventRead(at=r.at, ip=r.ip, user_agent=r.user_agent, success=r.success, reason=r.reason)
-                    for r in rows]
+            rows = (
+                await session.execute(
+                    select(LoginEventRow)
+                    .where(LoginEventRow.user_id == user_id)
+                    .order_by(LoginEventRow.at.desc(), LoginEventRow.id.desc())
+                    .limit(limit)
+                    .offset(offset)
+                )
+            ).scalars()
+            return [
+                LoginEventRead(at=r.at, ip=r.ip, user_agent=r.user_agent, success=r.success, reason=r.reason)
+                for r in rows
+            ]
 
     async def list_sessions(self, *, user_id: uuid.UUID, current: uuid.UUID | None) -> list[SessionRead]:
         now = self._clock.now()
         async with self._db() as session:
-            rows = (await session.execute(
-                select(SessionRow).where(SessionRow.user_id == user_id, SessionRow.revoked_at.is_(None),
-                                         SessionRow.expires_at > now).order_by(SessionRow.last_used_at.desc())
-            )).scalars()
-            return [SessionRead(id=r.id, created_at=r.created_at, last_used_at=r.last_used_at,
-                                expires_at=r.expires_at, ip=r.ip, user_agent=r.user_agent, current=r.id == current)
-                    for r in rows]
+            rows = (
+                await session.execute(
+                    select(SessionRow)
+                    .where(
+                        SessionRow.user_id == user_id,
+                        SessionRow.revoked_at.is_(None),
+                        SessionRow.expires_at > now,
+                    )
+                    .order_by(SessionRow.last_used_at.desc())
+                )
+            ).scalars()
+            return [
+                SessionRead(
+                    id=r.id,
+                    created_at=r.created_at,
+                    last_used_at=r.last_used_at,
+                    expires_at=r.expires_at,
+                    ip=r.ip,
+                    user_agent=r.user_agent,
+                    current=r.id == current,
+                )
+                for r in rows
+            ]
 
     async def revoke_session(self, *, user_id: uuid.UUID, session_id: uuid.UUID) -> None:
         async with self._db() as session:
@@ -613,15 +745,18 @@ class UsersService:
             if row is None or row.user_id != user_id or row.revoked_at is not None:
                 raise NotFound("session not found", code="session_not_found")
             await revoke_sessions(session, [session_id], at=self._clock.now(), reason="revoked_by_user")
-            await self._outbox.add(session, UserSessionsRevoked(user_id=user_id, session_ids=[session_id],
-                                                                reason="revoked_by_user"))
+            await self._outbox.add(
+                session,
+                UserSessionsRevoked(user_id=user_id, session_ids=[session_id], reason="revoked_by_user"),
+            )
             await session.commit()
         await self._after_commit(revoked=[session_id])
 
     # ---- administration -----------------------------------------------------------------------
 
-    async def list_users(self, *, limit: int, offset: int, q: str | None, role: Role | None,
-                         active: bool | None) -> UserList:
+    async def list_users(
+        self, *, limit: int, offset: int, q: str | None, role: Role | None, active: bool | None
+    ) -> UserList:
         stmt = select(UserRow)
         if q:
             like = f"%{q.strip().lower()}%"
@@ -632,7 +767,9 @@ class UsersService:
             stmt = stmt.where(UserRow.is_active.is_(active))
         async with self._db() as session:
             total = int(await session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
-            rows = (await session.execute(stmt.order_by(UserRow.created_at, UserRow.id).limit(limit).offset(offset)))
+            rows = await session.execute(
+                stmt.order_by(UserRow.created_at, UserRow.id).limit(limit).offset(offset)
+            )
             items = [_user_read(r) for r in rows.scalars()]
         return UserList(items=items, total=total, limit=limit, offset=offset)
 

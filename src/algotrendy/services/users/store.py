@@ -6,7 +6,19 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, func, or_, select, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -42,7 +54,9 @@ class UserRow(Base):
 class SettingsRow(Base):
     __tablename__ = "users_settings"
 
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users_users.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users_users.id", ondelete="CASCADE"), primary_key=True
+    )
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     language: Mapped[str] = mapped_column(String(16), default="en")
     currency: Mapped[str] = mapped_column(String(3), default="USD")
@@ -73,7 +87,9 @@ class RefreshTokenRow(Base):
     __tablename__ = "users_refresh_tokens"
 
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users_sessions.id", ondelete="CASCADE"), index=True)
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users_sessions.id", ondelete="CASCADE"), index=True
+    )
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -171,8 +187,13 @@ async def user_by_email(session: AsyncSession, email: str) -> UserRow | None:
     return (await session.execute(stmt)).scalars().first()
 
 
-async def taken(session: AsyncSession, *, email_norm: str | None, username_norm: str | None,
-                exclude: uuid.UUID | None = None) -> str | None:
+async def taken(
+    session: AsyncSession,
+    *,
+    email_norm: str | None,
+    username_norm: str | None,
+    exclude: uuid.UUID | None = None,
+) -> str | None:
     """Which unique field (``email``/``username``) is already used by another account."""
     for field, column, value in (
         ("email", UserRow.email_norm, email_norm),
@@ -193,9 +214,7 @@ async def active_session_ids(session: AsyncSession, user_id: uuid.UUID) -> list[
     return list((await session.execute(stmt)).scalars())
 
 
-async def revoke_sessions(
-    session: AsyncSession, ids: list[uuid.UUID], *, at: datetime, reason: str
-) -> None:
+async def revoke_sessions(session: AsyncSession, ids: list[uuid.UUID], *, at: datetime, reason: str) -> None:
     if ids:
         await session.execute(
             update(SessionRow)
