@@ -10,6 +10,7 @@ so a refresh token can never pass as an access token.
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -48,6 +49,11 @@ class TokenCodec:
         self._clock = clock
         self._jwks_url = jwks_url
         self._jwks_fetched_at = -1e9
+        # token -> (principal, exp): tokens that already passed full verification. A hit skips
+        # only the signature and claim parsing; expiry is re-checked and revocation is checked
+        # by the caller on every request.
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._verified_max = 10_000
 
     def issue_access(
         self,
@@ -106,6 +112,20 @@ class TokenCodec:
 
     async def verify_access(self, token: str) -> Principal:
         """The principal of a valid access token; ``Unauthorized`` for anything else."""
+        hit = self._verified.get(token)
+        if hit is not None:
+            principal, exp = hit
+            if exp > self._clock.now().timestamp() - self.leeway:
+                return principal
+            self._verified.pop(token, None)
+            raise Unauthorized("token expired", code="token_expired")
+        principal, exp = await self._verify_fully(token)
+        self._verified[token] = (principal, exp)
+        if len(self._verified) > self._verified_max:
+            self._verified.popitem(last=False)
+        return principal
+
+    async def _verify_fully(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -122,7 +142,7 @@ class TokenCodec:
         if header.get("alg") != key.algorithm or header.get("typ") != ACCESS_TYP:
             raise Unauthorized("token algorithm or type not accepted", code="invalid_token")
         claims = self._decode(token, key)
-        return self._principal(claims)
+        return self._principal(claims), float(claims["exp"])
 
     def _decode(self, token: str, key: VerifyKey) -> dict[str, Any]:
         try:
