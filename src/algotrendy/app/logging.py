@@ -35,7 +35,7 @@ _SECRET_KEY_PARTS = (
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 _TOKEN_PARAM = re.compile(r"(?i)((?:token|code|key|secret|password)=)[^&\s\"']+")
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
-_ARGON = re.compile(r"\$argon2(?:id|i|d)\$[^\s'\",)]+")
+_ARGON = re.compile(r"\$argon2(?:id|i|d)\$[A-Za-z0-9=,$+/.-]+")
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 
 
