@@ -25,6 +25,7 @@ from algotrendy.core.ports import Cache, Mailer, RateLimiter
 from algotrendy.db import migrate
 from algotrendy.db.engine import make_engine, make_sessionmaker, ping
 from algotrendy.db.outbox import Outbox, OutboxRelay
+from algotrendy.gateway import metrics
 from algotrendy.gateway.auth import Authenticator, Revocations
 from algotrendy.gateway.keys import KeyRing, write_secret_file
 from algotrendy.gateway.tokens import TokenCodec
@@ -225,7 +226,16 @@ class Container:
             mail_worker=worker,
         )
         self.services["users.mail"] = worker
-        self.relays.append(OutboxRelay(outbox=outbox, sessions=self.sessions, bus=self.bus, clock=self.clock))
+        self.relays.append(self._relay(outbox))
+
+    def _relay(self, outbox: Outbox) -> OutboxRelay:
+        return OutboxRelay(
+            outbox=outbox,
+            sessions=self.sessions,
+            bus=self.bus,
+            clock=self.clock,
+            on_published=lambda e: metrics.EVENTS_PUBLISHED.labels(e.event_type).inc(),
+        )
 
     def _build_jobs(self) -> None:
         from algotrendy.app.jobs import build_jobs

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from datetime import timedelta
 from functools import cache
 
@@ -110,6 +111,7 @@ class OutboxRelay:
         batch_size: int = 100,
         poll_interval: float = 1.0,
         retention: timedelta = timedelta(days=7),
+        on_published: Callable[[Envelope], None] | None = None,
     ) -> None:
         self._outbox = outbox
         self._table = outbox.table
@@ -121,6 +123,7 @@ class OutboxRelay:
         self._retention = retention
         self._task: asyncio.Task[None] | None = None
         self._last_purge = 0.0
+        self._on_published = on_published
 
     async def run_once(self) -> int:
         """Publish one batch of unsent rows in id order; returns how many were published.
@@ -180,6 +183,8 @@ class OutboxRelay:
             .where(t.c.id == row_id)
             .values(published_at=self._clock.now(), attempts=t.c.attempts + 1)
         )
+        if self._on_published is not None:
+            self._on_published(envelope)
         return True
 
     async def _purge(self) -> None:

@@ -20,7 +20,6 @@ RATE_LIMITED = Counter("algotrendy_rate_limited_total", "Requests refused by a r
 LOGINS = Counter("algotrendy_logins_total", "Login attempts", ["result"])
 REGISTRATIONS = Counter("algotrendy_users_registered_total", "Users registered")
 EVENTS_PUBLISHED = Counter("algotrendy_events_published_total", "Events published", ["event_type"])
-EVENTS_CONSUMED = Counter("algotrendy_events_consumed_total", "Events applied by consumers", ["consumer"])
 JOBS = Counter("algotrendy_jobs_total", "Jobs finished", ["kind", "status"])
 EMAILS = Counter("algotrendy_emails_total", "Emails handed to the mail backend", ["result"])
 

@@ -182,3 +182,19 @@ async def test_login_history_and_last_login(any_api: Api) -> None:
     assert reasons[0] == "bad_password" and "ok" in reasons
     me = (await api.client.get("/auth/me", headers=headers)).json()
     assert me["last_login_at"] is not None
+
+
+async def test_verification_link_expires(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    from algotrendy.core.clock import ManualClock
+    from tests.apphelp import make_settings, running
+
+    clock = ManualClock(datetime.now(UTC))
+    async with running(make_settings(tmp_path), clock=clock) as api:
+        user, _password = await api.register(username="late", email="late@example.com")
+        token = await api.mail_token("late@example.com", "Confirm")
+        clock.advance(api.container.settings.users.verify_token_ttl_hours * 3600 + 1)
+        r = await api.client.post("/api/v1/users/verify-email", json={"token": token})
+        assert r.status_code == 422 and r.json()["code"] == "invalid_token"
+        assert (await api.users.get_user(user_id=_user_id(user))).is_verified is False

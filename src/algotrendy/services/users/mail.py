@@ -16,8 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from algotrendy.core.clock import Clock
-from algotrendy.core.errors import TemporaryError
+from algotrendy.core.errors import AlgoTrendyError, TemporaryError
 from algotrendy.core.ports import Mailer, MailMessage
+from algotrendy.gateway import metrics
 from algotrendy.services.users.store import MailRow
 
 log = structlog.get_logger(__name__)
@@ -122,10 +123,17 @@ class MailWorker:
                     row.last_error = f"{type(exc).__name__}: {exc}"[:500]
                     level = log.error if row.attempts >= MAX_ATTEMPTS else log.warning
                     level("mail.send_failed", mail_id=row.id, attempts=row.attempts, error=type(exc).__name__)
+                    metrics.EMAILS.labels("retry").inc()
+                except AlgoTrendyError as exc:  # refused for good (e.g. bad recipient): stop trying
+                    row.attempts = MAX_ATTEMPTS
+                    row.last_error = f"{type(exc).__name__}: {exc.detail}"[:500]
+                    log.error("mail.refused", mail_id=row.id, error=exc.code)
+                    metrics.EMAILS.labels("refused").inc()
                 else:
                     row.sent_at = self._clock.now()
                     row.body = None
                     sent += 1
+                    metrics.EMAILS.labels("sent").inc()
                 await session.commit()
         return sent
 

@@ -1,0 +1,1 @@
+"""Job executors: a local spawn process pool and a Ray cluster."""

@@ -1,0 +1,1 @@
+"""Jobs service: persisted long-running jobs (backtests, sweeps, training) with progress, ETA and cancel."""
