@@ -136,9 +136,6 @@ def load_settings(**overrides: Any) -> Settings:
     return Settings(**overrides)
 
 
-_URL_SECRET_KEYS = ("database_url", "redis_url", "nats_url")
-
-
 def _mask_url(url: str) -> str:
     from urllib.parse import urlsplit, urlunsplit
 
@@ -149,12 +146,21 @@ def _mask_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def _mask_all(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _mask_all(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_all(v) for v in value]
+    if isinstance(value, str) and "://" in value:
+        return _mask_url(value)
+    return value
+
+
 def masked(settings: Settings) -> dict[str, Any]:
-    """The effective configuration with every secret hidden (``algotrendy config show``)."""
+    """The effective configuration with every secret hidden (``algotrendy config show``):
+    ``SecretStr`` values print as stars and any URL's password as ``***``."""
     data = settings.model_dump(mode="json")
     data["database_url"] = settings.effective_database_url
-    for key in _URL_SECRET_KEYS:
-        if isinstance(data.get(key), str):
-            data[key] = _mask_url(data[key])
     data["hosted_services"] = list(settings.hosted_services)
-    return data
+    result: dict[str, Any] = _mask_all(data)
+    return result

@@ -26,7 +26,7 @@ from algotrendy.gateway.settings import GatewaySettings
 
 log = structlog.get_logger("algotrendy.access")
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
 _UNLIMITED_PATHS = frozenset({"/health", "/ready", "/metrics"})
 
 
@@ -52,14 +52,21 @@ def client_ip(scope: Scope, trusted: TrustedProxies) -> str:
     peer = str(client[0]) if client else "unknown"
     if not trusted or peer not in trusted:
         return peer
-    for name, value in scope.get("headers", ()):
-        if name == b"x-forwarded-for":
-            hops = [h.strip() for h in value.decode("latin-1").split(",") if h.strip()]
-            # walk from the right past our own proxies
-            for hop in reversed(hops):
-                if hop not in trusted:
-                    return str(hop)
-            return str(hops[0]) if hops else peer
+    # Every X-Forwarded-For line counts, in order: a proxy may add its own line instead of
+    # appending to the client's, and the client controls the first one.
+    hops = [
+        hop.strip()
+        for name, value in scope.get("headers", ())
+        if name == b"x-forwarded-for"
+        for hop in value.decode("latin-1").split(",")
+        if hop.strip()
+    ]
+    # walk from the right past our own proxies
+    for hop in reversed(hops):
+        if hop not in trusted:
+            return str(hop)
+    if hops:
+        return str(hops[0])
     return peer
 
 
@@ -85,7 +92,7 @@ class EdgeMiddleware:
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 candidate = value.decode("latin-1")
-                if _REQUEST_ID.match(candidate):
+                if _REQUEST_ID.fullmatch(candidate):
                     request_id = candidate
             elif name == b"content-length":
                 try:

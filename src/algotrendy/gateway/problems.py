@@ -93,12 +93,20 @@ async def _validation_error(_request: Request, exc: Exception) -> Response:
 async def _http_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else _title(exc.status_code)
-    return problem(exc.status_code, detail=detail, headers=dict(exc.headers) if exc.headers else None)
+    code = "payload_too_large" if exc.status_code == 413 else None
+    return problem(exc.status_code, detail=detail, code=code, headers=dict(exc.headers) if exc.headers else None)
 
 
 async def _unhandled(_request: Request, exc: Exception) -> Response:
     log.error("http.unhandled_error", error_type=type(exc).__name__, exc_info=exc)
-    return problem(500, detail="An unexpected error occurred; it has been logged.", code="internal_error")
+    # This handler runs outside the edge middleware, so it stamps the request id itself.
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    return problem(
+        500,
+        detail="An unexpected error occurred; it has been logged.",
+        code="internal_error",
+        headers={"X-Request-ID": str(request_id)} if request_id else None,
+    )
 
 
 def install(app: FastAPI) -> None:

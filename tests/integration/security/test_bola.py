@@ -98,7 +98,7 @@ async def _current_session_id(api: Api, headers: dict[str, str]) -> str:
 
 
 async def test_user_cannot_revoke_another_users_session_and_gets_404(api: Api) -> None:
-    a, a_headers, _ = await api.user()
+    _a, a_headers, _ = await api.user()
     b, b_headers, _ = await api.user()
     b_session = await _current_session_id(api, b_headers)
 
@@ -117,18 +117,23 @@ async def test_user_cannot_revoke_another_users_session_and_gets_404(api: Api) -
     assert await _current_session_id(api, b_headers) == b_session
     # and A can still revoke its own
     a_session = await _current_session_id(api, a_headers)
-    assert (await api.client.delete(f"/api/v1/users/sessions/{a_session}", headers=a_headers)).status_code == 204
+    assert (
+        await api.client.delete(f"/api/v1/users/sessions/{a_session}", headers=a_headers)
+    ).status_code == 204
     assert (await api.client.get("/auth/me", headers=a_headers)).status_code == 401
     assert (await api.client.get("/auth/me", headers=b_headers)).status_code == 200
 
 
 async def test_user_responses_never_contain_another_users_data(api: Api) -> None:
-    a, a_headers, _ = await api.user()
+    _a, a_headers, _ = await api.user()
     b, b_headers, _ = await api.user()
     b_session = await _current_session_id(api, b_headers)
     # give B some history A might see by mistake
-    await api.client.post("/auth/login", json={"username": b["username"], "password": "wrong-password"},
-                          headers={"User-Agent": "b-agent-marker"})
+    await api.client.post(
+        "/auth/login",
+        json={"username": b["username"], "password": "wrong-password"},
+        headers={"User-Agent": "b-agent-marker"},
+    )
     await api.client.put("/api/v1/users/profile", headers=b_headers, json={"first_name": "Bfirstname"})
 
     b_markers = [b["email"], b["username"], b["id"], b_session, "b-agent-marker", "Bfirstname"]
@@ -148,8 +153,12 @@ async def test_user_responses_never_contain_another_users_data(api: Api) -> None
     for method, path in sorted(admin):
         if "{user_id}" not in path:
             continue
-        r = await api.client.request(method, fill(path, user_id=b["id"]), headers=a_headers,
-                                     json={"role": "admin"} if method == "PUT" else None)
+        r = await api.client.request(
+            method,
+            fill(path, user_id=b["id"]),
+            headers=a_headers,
+            json={"role": "admin"} if method == "PUT" else None,
+        )
         assert r.status_code == 403, (method, path, r.text)
         for marker in b_markers:
             assert marker.lower() not in r.text.lower(), (path, marker)
@@ -181,8 +190,9 @@ async def test_every_non_public_route_answers_401_without_a_token(api: Api) -> N
             continue
         url = fill(path, user_id=dummy, session_id=dummy)
         for headers in ({}, {"Authorization": "Bearer not-a-token"}):
-            r = await api.client.request(method, url, headers=headers,
-                                         json={} if method in {"POST", "PUT", "PATCH"} else None)
+            r = await api.client.request(
+                method, url, headers=headers, json={} if method in {"POST", "PUT", "PATCH"} else None
+            )
             assert r.status_code == 401, (method, path, headers, r.text)
             assert r.headers["content-type"].startswith(PROBLEM_JSON)
         checked += 1
@@ -194,9 +204,12 @@ def _admin_request(method: str, path: str, target: dict[str, Any]) -> tuple[str,
     url = fill(path, user_id=target["id"])
     bodies: dict[tuple[str, str], dict[str, Any] | None] = {
         ("GET", "/api/v1/users"): None,
-        ("POST", "/api/v1/users"): {"email": f"made{uuid.uuid4().hex[:8]}@example.com",
-                                    "username": f"made{uuid.uuid4().hex[:8]}", "password": "created by admin",
-                                    "role": "viewer"},
+        ("POST", "/api/v1/users"): {
+            "email": f"made{uuid.uuid4().hex[:8]}@example.com",
+            "username": f"made{uuid.uuid4().hex[:8]}",
+            "password": "created by admin",
+            "role": "viewer",
+        },
         ("GET", "/api/v1/users/{user_id}"): None,
         ("PUT", "/api/v1/users/{user_id}/role"): {"role": "viewer"},
         ("POST", "/api/v1/users/{user_id}/deactivate"): None,
@@ -231,8 +244,9 @@ async def test_admin_routes_refuse_traders_and_viewers_with_403(api: Api, role: 
         # and on its own id too: no self-service escalation through the admin routes
         if "{user_id}" in path:
             own_url, own_body = _admin_request(method, path, caller)
-            own = await api.client.request(method, own_url, headers=headers,
-                                           json={"role": "admin"} if own_body else None)
+            own = await api.client.request(
+                method, own_url, headers=headers, json={"role": "admin"} if own_body else None
+            )
             assert own.status_code == 403, (role, method, path, own.text)
     # nothing changed: the target is still an active trader, no user was created
     t = await api.users.get_user(user_id=uuid.UUID(target["id"]))

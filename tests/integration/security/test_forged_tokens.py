@@ -122,8 +122,9 @@ async def test_alg_none_token_is_refused(victim: Victim, alg: str) -> None:
 
 async def test_token_signed_by_another_ed25519_key_with_the_real_kid_is_refused(victim: Victim) -> None:
     other = ed25519.Ed25519PrivateKey.generate()
-    forged = jwt.encode(victim.fresh_claims(), other, algorithm="EdDSA",
-                        headers={"kid": victim.kid, "typ": "at+jwt"})
+    forged = jwt.encode(
+        victim.fresh_claims(), other, algorithm="EdDSA", headers={"kid": victim.kid, "typ": "at+jwt"}
+    )
     await assert_refused(victim.api, forged, "invalid_token")
 
 
@@ -137,22 +138,27 @@ async def test_hs256_signed_with_the_public_key_pem_is_refused(victim: Victim) -
     ]
     for secret in pems:
         for alg, digest in (("HS256", hashlib.sha256), ("HS512", hashlib.sha512)):
-            forged = raw_jwt({"alg": alg, "kid": victim.kid, "typ": "at+jwt"}, victim.fresh_claims(),
-                             lambda msg, s=secret, d=digest: hmac.new(s, msg, d).digest())
+            forged = raw_jwt(
+                {"alg": alg, "kid": victim.kid, "typ": "at+jwt"},
+                victim.fresh_claims(),
+                lambda msg, s=secret, d=digest: hmac.new(s, msg, d).digest(),
+            )
             await assert_refused(victim.api, forged, "invalid_token")
 
 
 async def test_rs256_token_with_the_real_kid_is_refused(victim: Victim) -> None:
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    forged = jwt.encode(victim.fresh_claims(), rsa_key, algorithm="RS256",
-                        headers={"kid": victim.kid, "typ": "at+jwt"})
+    forged = jwt.encode(
+        victim.fresh_claims(), rsa_key, algorithm="RS256", headers={"kid": victim.kid, "typ": "at+jwt"}
+    )
     await assert_refused(victim.api, forged, "invalid_token")
 
 
 async def test_real_key_with_a_different_alg_header_is_refused(victim: Victim) -> None:
     # a real EdDSA signature, but the header claims another algorithm
-    forged = raw_jwt({"alg": "ES256", "kid": victim.kid, "typ": "at+jwt"}, victim.fresh_claims(),
-                     victim.private_key.sign)
+    forged = raw_jwt(
+        {"alg": "ES256", "kid": victim.kid, "typ": "at+jwt"}, victim.fresh_claims(), victim.private_key.sign
+    )
     await assert_refused(victim.api, forged, "invalid_token")
 
 
@@ -163,11 +169,20 @@ async def test_expired_token_is_refused(victim: Victim) -> None:
     api = victim.api
     a = api.container.settings.auth
     clock = ManualClock(datetime.now(UTC) - timedelta(hours=2))
-    codec = TokenCodec(keys=api.container.keys, issuer=a.issuer, audience=a.audience, access_ttl=900,
-                       leeway=a.leeway_seconds, clock=clock)
+    codec = TokenCodec(
+        keys=api.container.keys,
+        issuer=a.issuer,
+        audience=a.audience,
+        access_ttl=900,
+        leeway=a.leeway_seconds,
+        clock=clock,
+    )
     token, exp = codec.issue_access(
-        user_id=uuid.UUID(victim.user["id"]), username=victim.user["username"], role=Role.TRADER,
-        permissions=permissions_for(Role.TRADER), session_id=uuid.UUID(victim.claims["sid"]),
+        user_id=uuid.UUID(victim.user["id"]),
+        username=victim.user["username"],
+        role=Role.TRADER,
+        permissions=permissions_for(Role.TRADER),
+        session_id=uuid.UUID(victim.claims["sid"]),
     )
     remember(token)
     assert exp < datetime.now(UTC)
@@ -206,6 +221,31 @@ async def test_token_missing_a_required_claim_is_refused(victim: Victim, claim: 
     await assert_refused(victim.api, victim.sign_real(claims), "invalid_token")
 
 
+async def test_key_named_in_the_token_itself_is_never_used(victim: Victim) -> None:
+    """An attacker's key embedded as ``jwk`` or pointed at by ``jku``/``x5u`` must not verify."""
+    from jwt.algorithms import OKPAlgorithm
+
+    attacker = ed25519.Ed25519PrivateKey.generate()
+    attacker_jwk = OKPAlgorithm.to_jwk(attacker.public_key(), as_dict=True)
+    for extra in (
+        {"jwk": attacker_jwk},
+        {"jku": "http://127.0.0.1:9/jwks.json"},
+        {"x5u": "http://127.0.0.1:9/c"},
+    ):
+        forged = jwt.encode(
+            victim.fresh_claims(),
+            attacker,
+            algorithm="EdDSA",
+            headers={"kid": victim.kid, "typ": "at+jwt", **extra},
+        )
+        await assert_refused(victim.api, forged, "invalid_token")
+
+
+async def test_unknown_critical_header_is_refused(victim: Victim) -> None:
+    for extra in ({"crit": ["urn:example:ext"], "urn:example:ext": 1}, {"crit": ["b64"], "b64": False}):
+        await assert_refused(victim.api, victim.sign_real(victim.fresh_claims(), **extra), "invalid_token")
+
+
 async def test_token_with_unknown_kid_is_refused(victim: Victim) -> None:
     for kid in ("unknown-kid", "", "../" + victim.kid):
         await assert_refused(victim.api, victim.sign_real(victim.fresh_claims(), kid=kid), "invalid_token")
@@ -230,8 +270,13 @@ async def test_token_whose_typ_claim_is_not_access_is_refused(victim: Victim, ty
 
 
 async def test_token_with_an_unknown_role_or_malformed_subject_is_refused(victim: Victim) -> None:
-    for changes in ({"role": "superuser"}, {"sub": "not-a-uuid"}, {"sid": "not-a-uuid"},
-                    {"permissions": ["root"]}, {"exp": "tomorrow"}):
+    for changes in (
+        {"role": "superuser"},
+        {"sub": "not-a-uuid"},
+        {"sid": "not-a-uuid"},
+        {"permissions": ["root"]},
+        {"exp": "tomorrow"},
+    ):
         await assert_refused(victim.api, victim.sign_real(victim.fresh_claims(**changes)), "invalid_token")
 
 
@@ -243,18 +288,33 @@ async def test_refresh_token_used_as_bearer_token_is_refused(victim: Victim) -> 
     await assert_refused(victim.api, tokens["refresh_token"], "invalid_token")
 
 
-@pytest.mark.parametrize("garbage", [
-    "garbage", "a.b.c", "...", "eyJhbGciOiJFZERTQSJ9", "eyJhbGciOiJFZERTQSJ9.e30.", "x" * 5000,
-    "eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIn0.", "%00%ff", "null",
-])
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        "garbage",
+        "a.b.c",
+        "...",
+        "eyJhbGciOiJFZERTQSJ9",
+        "eyJhbGciOiJFZERTQSJ9.e30.",
+        "x" * 5000,
+        "eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIn0.",
+        "%00%ff",
+        "null",
+    ],
+)
 async def test_garbage_token_is_refused(victim: Victim, garbage: str) -> None:
     await assert_refused(victim.api, garbage)
 
 
 async def test_missing_or_non_bearer_authorization_is_refused(victim: Victim) -> None:
     api = victim.api
-    for headers in ({}, {"Authorization": "Bearer"}, {"Authorization": ""},
-                    {"Authorization": f"Basic {victim.token}"}, {"Authorization": victim.token}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer"},
+        {"Authorization": ""},
+        {"Authorization": f"Basic {victim.token}"},
+        {"Authorization": victim.token},
+    ):
         r = await api.client.get("/auth/me", headers=headers)
         assert r.status_code == 401, (headers, r.text)
         assert r.headers["content-type"].startswith(PROBLEM_JSON)
@@ -268,10 +328,14 @@ def _flip(ch: str) -> str:
 async def test_tampered_payload_is_refused(victim: Victim) -> None:
     header, payload, signature = victim.token.split(".")
     for i in (len(payload) // 3, len(payload) // 2, 2 * len(payload) // 3):
-        tampered_payload = payload[:i] + _flip(payload[i]) + payload[i + 1:]
+        tampered_payload = payload[:i] + _flip(payload[i]) + payload[i + 1 :]
         await assert_refused(victim.api, f"{header}.{tampered_payload}.{signature}", "invalid_token")
     # a meaningful tamper: promote ourselves to admin, keep the signature
-    claims = {**victim.claims, "role": "admin", "permissions": sorted(p.value for p in permissions_for(Role.ADMIN))}
+    claims = {
+        **victim.claims,
+        "role": "admin",
+        "permissions": sorted(p.value for p in permissions_for(Role.ADMIN)),
+    }
     escalated = f"{header}.{_b64(json.dumps(claims).encode())}.{signature}"
     await assert_refused(victim.api, escalated, "invalid_token")
     # tampered signature and header too
@@ -298,19 +362,37 @@ async def test_token_after_logout_is_refused(victim: Victim) -> None:
 
 async def test_token_after_password_change_is_refused(victim: Victim) -> None:
     api = victim.api
-    r = await api.client.post("/api/v1/users/change-password", headers=victim.headers,
-                              json={"current_password": victim.password, "new_password": "a new long password"})
+    r = await api.client.post(
+        "/api/v1/users/change-password",
+        headers=victim.headers,
+        json={"current_password": victim.password, "new_password": "a new long password"},
+    )
     assert r.status_code == 204
     remember("a new long password")
     await assert_refused(api, victim.token, "token_revoked")
+
+
+async def test_token_after_deactivation_or_role_change_is_refused(victim: Victim) -> None:
+    api = victim.api
+    _admin, admin_headers, _ = await api.user(Role.ADMIN)
+    second, second_headers, _ = await api.user()
+    r = await api.client.post(f"/api/v1/users/{victim.user['id']}/deactivate", headers=admin_headers)
+    assert r.status_code == 200
+    await assert_refused(api, victim.token, "token_revoked")
+    r = await api.client.put(
+        f"/api/v1/users/{second['id']}/role", headers=admin_headers, json={"role": "viewer"}
+    )
+    assert r.status_code == 200
+    await assert_refused(api, second_headers["Authorization"].removeprefix("Bearer "), "token_revoked")
 
 
 # ---- key rotation by kid -----------------------------------------------------------------------
 
 
 def _pem(key: ed25519.Ed25519PrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 async def test_tokens_of_an_older_key_in_the_ring_verify_and_a_removed_kid_is_refused(tmp_path: Path) -> None:

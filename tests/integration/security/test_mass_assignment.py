@@ -27,11 +27,19 @@ async def _count(api: Api, q: str) -> int:
     return int(listed.total)
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("role", "admin"), ("is_verified", True), ("is_active", True), ("totp_enabled", True),
-    ("permissions", ["manage_users"]), ("id", str(uuid.uuid4())), ("password_hash", "x"),
-    ("verified", True),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("role", "admin"),
+        ("is_verified", True),
+        ("is_active", True),
+        ("totp_enabled", True),
+        ("permissions", ["manage_users"]),
+        ("id", str(uuid.uuid4())),
+        ("password_hash", "x"),
+        ("verified", True),
+    ],
+)
 async def test_register_with_a_privileged_field_is_422_naming_it_and_creates_nothing(
     api: Api, field: str, value: Any
 ) -> None:
@@ -41,7 +49,9 @@ async def test_register_with_a_privileged_field_is_422_naming_it_and_creates_not
     assert r.headers["content-type"].startswith(PROBLEM_JSON)
     problem = r.json()
     assert problem["code"] == "validation_error"
-    assert [(e["field"], e["type"]) for e in problem["errors"]] == [(f"body.{field}", "extra_forbidden")], problem
+    assert [(e["field"], e["type"]) for e in problem["errors"]] == [(f"body.{field}", "extra_forbidden")], (
+        problem
+    )
     assert field in problem["detail"]
     assert await _count(api, body["username"]) == 0
     # the same registration without the extra field works: the username was never taken
@@ -49,20 +59,31 @@ async def test_register_with_a_privileged_field_is_422_naming_it_and_creates_not
     ok = await api.client.post("/api/v1/users/register", json=clean)
     assert ok.status_code == 201
     created = ok.json()
-    assert created["role"] == "trader" and created["is_verified"] is False and created["totp_enabled"] is False
+    assert (
+        created["role"] == "trader" and created["is_verified"] is False and created["totp_enabled"] is False
+    )
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("role", "admin"), ("is_verified", True), ("email", "taken-over@example.com"), ("is_active", False),
-    ("totp_enabled", True), ("permissions", ["manage_users"]), ("id", str(uuid.uuid4())),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("role", "admin"),
+        ("is_verified", True),
+        ("email", "taken-over@example.com"),
+        ("is_active", False),
+        ("totp_enabled", True),
+        ("permissions", ["manage_users"]),
+        ("id", str(uuid.uuid4())),
+    ],
+)
 async def test_profile_update_with_a_privileged_field_is_422_and_changes_nothing(
     api: Api, field: str, value: Any
 ) -> None:
     user, headers, _ = await api.user()
     before = (await api.client.get("/auth/me", headers=headers)).json()
-    r = await api.client.put("/api/v1/users/profile", headers=headers,
-                             json={"first_name": "Mallory", field: value})
+    r = await api.client.put(
+        "/api/v1/users/profile", headers=headers, json={"first_name": "Mallory", field: value}
+    )
     assert r.status_code == 422, r.text
     assert r.headers["content-type"].startswith(PROBLEM_JSON)
     assert any(e["field"] == f"body.{field}" for e in r.json()["errors"])
@@ -76,7 +97,9 @@ async def test_profile_update_with_a_privileged_field_is_422_and_changes_nothing
 
 async def test_settings_update_rejects_unknown_fields(api: Api) -> None:
     _user, headers, _ = await api.user()
-    r = await api.client.put("/api/v1/users/settings", headers=headers, json={"role": "admin", "currency": "EUR"})
+    r = await api.client.put(
+        "/api/v1/users/settings", headers=headers, json={"role": "admin", "currency": "EUR"}
+    )
     assert r.status_code == 422
     assert (await api.client.get("/api/v1/users/settings", headers=headers)).json()["currency"] != "EUR"
 
@@ -103,8 +126,10 @@ async def test_no_response_in_a_full_flow_carries_secrets(api: Api) -> None:
     c = api.client
     password = f"pw-{uuid.uuid4().hex}"
     remember(password)
-    reg = await c.post("/api/v1/users/register", json={
-        "email": "flow@example.com", "username": "flowuser", "password": password, "first_name": "Flo"})
+    reg = await c.post(
+        "/api/v1/users/register",
+        json={"email": "flow@example.com", "username": "flowuser", "password": password, "first_name": "Flo"},
+    )
     assert reg.status_code == 201
     token = await api.mail_token("flow@example.com", "Confirm")
     assert (await c.get("/api/v1/users/verify-email", params={"token": token})).status_code == 200
@@ -114,10 +139,14 @@ async def test_no_response_in_a_full_flow_carries_secrets(api: Api) -> None:
     remember(pair["access_token"], pair["refresh_token"])
     h = {"Authorization": f"Bearer {pair['access_token']}"}
     for method, path, body in [
-        ("GET", "/auth/me", None), ("GET", "/api/v1/users/profile", None),
-        ("PUT", "/api/v1/users/profile", {"last_name": "Wer"}), ("GET", "/api/v1/users/settings", None),
-        ("PUT", "/api/v1/users/settings", {"currency": "EUR"}), ("GET", "/api/v1/users/sessions", None),
-        ("GET", "/api/v1/users/login-history", None), ("GET", "/api/v1/notifications/history", None),
+        ("GET", "/auth/me", None),
+        ("GET", "/api/v1/users/profile", None),
+        ("PUT", "/api/v1/users/profile", {"last_name": "Wer"}),
+        ("GET", "/api/v1/users/settings", None),
+        ("PUT", "/api/v1/users/settings", {"currency": "EUR"}),
+        ("GET", "/api/v1/users/sessions", None),
+        ("GET", "/api/v1/users/login-history", None),
+        ("GET", "/api/v1/notifications/history", None),
         ("GET", "/auth/jwks.json", None),
     ]:
         r = await c.request(method, path, headers=h, json=body)
@@ -137,7 +166,9 @@ async def test_no_response_in_a_full_flow_carries_secrets(api: Api) -> None:
     assert me["totp_enabled"] is True
     r = await c.post("/api/v1/users/2fa/recovery-codes", headers=h, json={"code": recovery[0]})
     assert r.status_code == 422  # regeneration needs a TOTP code, not a recovery code
-    login2 = await c.post("/auth/login", json={"username": "flowuser", "password": password, "otp": recovery[1]})
+    login2 = await c.post(
+        "/auth/login", json={"username": "flowuser", "password": password, "otp": recovery[1]}
+    )
     assert login2.status_code == 200
     pair2 = login2.json()
     remember(pair2["access_token"], pair2["refresh_token"])

@@ -77,8 +77,9 @@ async def enroll(t: Timed) -> tuple[dict[str, Any], dict[str, str], str, dict[st
 async def enrolled(t: Timed) -> Enrolled:
     user, headers, password, enrollment = await enroll(t)
     secret = enrollment["secret"]
-    r = await t.api.client.post("/api/v1/users/2fa/verify", headers=headers,
-                                json={"code": code_at(secret, t.clock.now())})
+    r = await t.api.client.post(
+        "/api/v1/users/2fa/verify", headers=headers, json={"code": code_at(secret, t.clock.now())}
+    )
     assert r.status_code == 200, r.text
     codes = r.json()["codes"]
     remember(*codes)
@@ -139,13 +140,28 @@ async def test_confirm_with_current_code_returns_ten_single_use_recovery_codes(t
 
 
 async def test_confirm_with_a_wrong_code_leaves_2fa_off(timed: Timed) -> None:
-    user, headers, password, enrollment = await enroll(timed)
+    _user, headers, _password, enrollment = await enroll(timed)
     valid = {code_at(enrollment["secret"], timed.clock.now() - timedelta(seconds=s)) for s in (0, 30)}
     wrong = next(f"{n:06d}" for n in range(1000, 999_999, 7919) if f"{n:06d}" not in valid)
     r = await timed.api.client.post("/api/v1/users/2fa/verify", headers=headers, json={"code": wrong})
     body = assert_problem(r, 422, "invalid_otp")
     assert body["errors"][0]["field"] == "code"
     assert (await timed.api.client.get("/auth/me", headers=headers)).json()["totp_enabled"] is False
+
+
+async def test_totp_secret_and_recovery_codes_are_not_stored_in_plain_text(timed: Timed) -> None:
+    from sqlalchemy import text
+
+    e = await enrolled(timed)
+    async with timed.api.container.sessions() as session:
+        users = (await session.execute(text("SELECT * FROM users_users"))).all()
+        codes = (await session.execute(text("SELECT * FROM users_recovery_codes"))).all()
+    dump = repr(users) + repr(codes)
+    assert e.secret not in dump
+    assert e.secret.lower() not in dump.lower()
+    for code in e.recovery:
+        assert code not in dump
+    assert len(codes) == 10
 
 
 # ---- login ---------------------------------------------------------------------------------------
@@ -200,7 +216,9 @@ async def test_recovery_code_works_once_only(timed: Timed) -> None:
 async def test_regenerated_recovery_codes_replace_the_old_ones(timed: Timed) -> None:
     e = await enrolled(timed)
     timed.next_step()
-    r = await timed.api.client.post("/api/v1/users/2fa/recovery-codes", headers=e.headers, json={"code": e.code()})
+    r = await timed.api.client.post(
+        "/api/v1/users/2fa/recovery-codes", headers=e.headers, json={"code": e.code()}
+    )
     assert r.status_code == 200, r.text
     fresh = r.json()["codes"]
     remember(*fresh)
@@ -216,11 +234,15 @@ async def test_disabling_needs_password_and_a_valid_code(timed: Timed) -> None:
     e = await enrolled(timed)
     c = timed.api.client
     timed.next_step()
-    wrong_pw = await c.post("/api/v1/users/2fa/disable", headers=e.headers,
-                            json={"password": "not-the-password", "code": e.code()})
+    wrong_pw = await c.post(
+        "/api/v1/users/2fa/disable",
+        headers=e.headers,
+        json={"password": "not-the-password", "code": e.code()},
+    )
     assert_problem(wrong_pw, 401, "invalid_credentials")
-    wrong_code = await c.post("/api/v1/users/2fa/disable", headers=e.headers,
-                              json={"password": e.password, "code": e.wrong_code()})
+    wrong_code = await c.post(
+        "/api/v1/users/2fa/disable", headers=e.headers, json={"password": e.password, "code": e.wrong_code()}
+    )
     body = assert_problem(wrong_code, 422, "invalid_otp")
     assert body["errors"][0]["field"] == "code"
     missing = await c.post("/api/v1/users/2fa/disable", headers=e.headers, json={"password": e.password})
@@ -228,14 +250,23 @@ async def test_disabling_needs_password_and_a_valid_code(timed: Timed) -> None:
     assert (await c.get("/auth/me", headers=e.headers)).json()["totp_enabled"] is True
     assert_problem(await login(timed, e, None), 401, "mfa_required")
 
-    ok = await c.post("/api/v1/users/2fa/disable", headers=e.headers, json={"password": e.password, "code": e.code()})
+    ok = await c.post(
+        "/api/v1/users/2fa/disable", headers=e.headers, json={"password": e.password, "code": e.code()}
+    )
     assert ok.status_code == 204, ok.text
     assert (await c.get("/auth/me", headers=e.headers)).json()["totp_enabled"] is False
     assert (await login(timed, e, None)).status_code == 200
     # the old recovery codes died with it
     timed.next_step()
-    assert_problem(await c.post("/api/v1/users/2fa/disable", headers=e.headers,
-                                json={"password": e.password, "code": e.recovery[0]}), 409, "totp_not_enabled")
+    assert_problem(
+        await c.post(
+            "/api/v1/users/2fa/disable",
+            headers=e.headers,
+            json={"password": e.password, "code": e.recovery[0]},
+        ),
+        409,
+        "totp_not_enabled",
+    )
 
 
 # ---- guessing ------------------------------------------------------------------------------------
@@ -255,20 +286,25 @@ async def test_bad_code_guesses_on_verify_are_rate_limited(timed: Timed) -> None
     assert_problem(limited, 429, "rate_limited")
     assert int(limited.headers["Retry-After"]) >= 1
     # even the right code waits out the limit
-    right = await api.client.post("/api/v1/users/2fa/verify", headers=headers,
-                                  json={"code": code_at(secret, timed.clock.now())})
+    right = await api.client.post(
+        "/api/v1/users/2fa/verify", headers=headers, json={"code": code_at(secret, timed.clock.now())}
+    )
     assert_problem(right, 429)
     assert (await api.client.get("/auth/me", headers=headers)).json()["totp_enabled"] is False
     # another user's budget is separate
     _u2, headers2, _p2, enrollment2 = await enroll(timed)
-    r2 = await api.client.post("/api/v1/users/2fa/verify", headers=headers2,
-                               json={"code": code_at(enrollment2["secret"], timed.clock.now())})
+    r2 = await api.client.post(
+        "/api/v1/users/2fa/verify",
+        headers=headers2,
+        json={"code": code_at(enrollment2["secret"], timed.clock.now())},
+    )
     assert r2.status_code == 200
     remember(*r2.json()["codes"])
     # after the advertised wait, the right code is accepted
     timed.clock.advance(int(limited.headers["Retry-After"]) + 1)
-    ok = await api.client.post("/api/v1/users/2fa/verify", headers=headers,
-                               json={"code": code_at(secret, timed.clock.now())})
+    ok = await api.client.post(
+        "/api/v1/users/2fa/verify", headers=headers, json={"code": code_at(secret, timed.clock.now())}
+    )
     assert ok.status_code == 200, ok.text
     remember(*ok.json()["codes"])
     assert (await api.client.get("/auth/me", headers=headers)).json()["id"] == user["id"]
@@ -280,8 +316,11 @@ async def test_bad_code_guesses_on_disable_share_the_limit(timed: Timed) -> None
     max_attempts = api.container.settings.users.totp_max_attempts
     statuses = []
     for _ in range(max_attempts + 1):
-        r = await api.client.post("/api/v1/users/2fa/disable", headers=e.headers,
-                                  json={"password": e.password, "code": e.wrong_code()})
+        r = await api.client.post(
+            "/api/v1/users/2fa/disable",
+            headers=e.headers,
+            json={"password": e.password, "code": e.wrong_code()},
+        )
         statuses.append(r.status_code)
     assert statuses[: max_attempts - 1] == [422] * (max_attempts - 1)
     assert statuses[-1] == 429

@@ -23,6 +23,7 @@ Implements the ``Executor`` Protocol of ``services/jobs/interface.py`` structura
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
@@ -179,6 +180,13 @@ class RayJobExecutor:
             os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
         import ray
 
+        if not self._uv_runtime_env:
+            # Ray reads the variable once, at import: if something imported Ray before us, its
+            # constant is already set, so turn it off there too (private, hence the guard).
+            with contextlib.suppress(Exception):
+                from ray._private import ray_constants
+
+                ray_constants.RAY_ENABLE_UV_RUN_RUNTIME_ENV = False
         if not ray.is_initialized():
             options: dict[str, Any] = {"include_dashboard": False, "namespace": self._namespace}
             if self._runtime_env is not None:

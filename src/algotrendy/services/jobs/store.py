@@ -142,7 +142,7 @@ async def list_for_owner(
 async def next_queued(session: AsyncSession, *, kinds: Collection[str], limit: int) -> Sequence[JobRow]:
     """Oldest queued jobs of the given kinds (the ones this runner knows how to run)."""
     stmt = (
-        select(jobs.c.id, jobs.c.kind, jobs.c.params)
+        select(jobs.c.id, jobs.c.owner_id, jobs.c.kind, jobs.c.params)
         .where(jobs.c.status == JobStatus.QUEUED.value, jobs.c.kind.in_(list(kinds)))
         .order_by(jobs.c.created_at, jobs.c.id)
         .limit(limit)

@@ -322,17 +322,23 @@ class UsersService:
     # ---- login, refresh, logout ---------------------------------------------------------------
 
     async def login(self, *, data: LoginRequest, ip: str, user_agent: str) -> TokenPair:
-        key = throttle.throttle_key(data.username)
+        # Throttled per name typed and, for a real account, per account as well: logging in
+        # by username and by email must not double the guesses (API6). Unknown names get the
+        # name key only, so their answers match those of real accounts.
+        keys = [throttle.throttle_key(data.username)]
         now = self._clock.now()
         async with self._db() as session:
-            await throttle.check(session, key, now=now)
             user = await user_by_login(session, data.username)
+            if user is not None:
+                keys.append(throttle.account_key(user.id))
+            for key in keys:
+                await throttle.check(session, key, now=now)
         ok = await self._pw.verify(user.password_hash if user else None, data.password)
         async with self._db() as session:
             if user is not None:
                 user = await session.get(UserRow, user.id)
             if not ok or user is None:
-                await self._fail(session, key, user, ip, user_agent, "bad_password")
+                await self._fail(session, keys, user, ip, user_agent, "bad_password")
                 raise Unauthorized("invalid username or password", code="invalid_credentials")
             if not user.is_active:
                 self._history(session, user.id, ip, user_agent, False, "inactive")
@@ -344,9 +350,10 @@ class UsersService:
                 if not data.otp:
                     raise Unauthorized("a 2FA code is required", code="mfa_required")
                 if not await self._check_second_factor(session, user, data.otp):
-                    await self._fail(session, key, user, ip, user_agent, "bad_2fa")
+                    await self._fail(session, keys, user, ip, user_agent, "bad_2fa")
                     raise Unauthorized("invalid 2FA code", code="invalid_otp")
-            await throttle.record_success(session, key)
+            for key in keys:
+                await throttle.record_success(session, key)
             if self._pw.needs_rehash(user.password_hash):
                 user.password_hash = await self._pw.hash(data.password)
             user.last_login_at = now
@@ -357,9 +364,10 @@ class UsersService:
         return pair
 
     async def _fail(
-        self, session: AsyncSession, key: str, user: UserRow | None, ip: str, ua: str, reason: str
+        self, session: AsyncSession, keys: list[str], user: UserRow | None, ip: str, ua: str, reason: str
     ) -> None:
-        await throttle.record_failure(session, key, now=self._clock.now(), settings=self._s)
+        for key in keys:
+            await throttle.record_failure(session, key, now=self._clock.now(), settings=self._s)
         if user is not None:
             self._history(session, user.id, ip, ua, False, reason)
         await session.commit()
@@ -611,8 +619,12 @@ class UsersService:
             user.password_hash = new_hash
             user.password_changed_at = user.updated_at = self._clock.now()
             revoked = await self._revoke_all(session, user_id, "password_reset")
-            await throttle.record_success(session, throttle.throttle_key(user.email))
-            await throttle.record_success(session, throttle.throttle_key(user.username))
+            for key in (
+                throttle.throttle_key(user.email),
+                throttle.throttle_key(user.username),
+                throttle.account_key(user.id),
+            ):
+                await throttle.record_success(session, key)
             self._audit(session, "user.password_reset", user_id=user_id, ip=ip)
             await session.commit()
         await self._after_commit(revoked=revoked, user_id=user_id)

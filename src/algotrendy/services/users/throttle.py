@@ -5,6 +5,7 @@ identifier, whether or not an account has it, so the answers never tell the two 
 from __future__ import annotations
 
 import hashlib
+import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,6 +19,10 @@ HOUR = timedelta(hours=1)
 
 def throttle_key(identifier: str) -> str:
     return hashlib.sha256(identifier.strip().lower().encode()).hexdigest()
+
+
+def account_key(user_id: uuid.UUID) -> str:
+    return hashlib.sha256(f"account:{user_id}".encode()).hexdigest()
 
 
 async def check(session: AsyncSession, key: str, *, now: datetime) -> None:
