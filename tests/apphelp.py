@@ -58,7 +58,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     base: dict[str, Any] = {
         "env": "test",
         "data_dir": tmp_path / "data",
-        "services": ["users", "notifications"],
+        "services": ["all"],
         "gateway": dict(GENEROUS_LIMITS),
         "log": {"level": "INFO"},
     }

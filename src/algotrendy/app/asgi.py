@@ -118,6 +118,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             yield
         finally:
             await container.stop()
+            provider = getattr(_app.state, "tracer_provider", None)
+            if provider is not None:
+                provider.shutdown()  # flush spans and stop the exporter thread
 
     docs = settings.docs_enabled
     app = FastAPI(

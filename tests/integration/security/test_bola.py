@@ -188,7 +188,7 @@ async def test_every_non_public_route_answers_401_without_a_token(api: Api) -> N
     for (method, path), _op in sorted(ops.items()):
         if (method, path) in PUBLIC:
             continue
-        url = fill(path, user_id=dummy, session_id=dummy)
+        url = fill(path, user_id=dummy, session_id=dummy, job_id=dummy)
         for headers in ({}, {"Authorization": "Bearer not-a-token"}):
             r = await api.client.request(
                 method, url, headers=headers, json={} if method in {"POST", "PUT", "PATCH"} else None
@@ -269,3 +269,20 @@ async def test_admin_routes_answer_an_admin_with_success(api: Api) -> None:
         assert 200 <= r.status_code < 300
     t = await api.users.get_user(user_id=uuid.UUID(target["id"]))
     assert t.role is Role.VIEWER and t.is_active
+
+
+async def test_user_gets_404_for_every_route_on_another_users_job(api: Api) -> None:
+    from tests.integration.jobs.jobfns import count
+
+    jobs = api.container.services["jobs"]
+    api.container.services["jobs.registry"].register("test.count", count)
+    owner, owner_headers, _ = await api.user()
+    _other, other_headers, _ = await api.user()
+    job = await jobs.submit(owner=uuid.UUID(owner["id"]), kind="test.count", params={"n": 3})
+    for method, url in (("GET", f"/api/v1/jobs/{job.id}"), ("POST", f"/api/v1/jobs/{job.id}/cancel")):
+        r = await api.client.request(method, url, headers=other_headers)
+        assert r.status_code == 404, (method, url, r.text)
+    listed = await api.client.get("/api/v1/jobs", headers=other_headers)
+    assert listed.status_code == 200 and all(j["id"] != str(job.id) for j in listed.json())
+    mine = await api.client.get(f"/api/v1/jobs/{job.id}", headers=owner_headers)
+    assert mine.status_code == 200 and mine.json()["cancel_requested"] is False

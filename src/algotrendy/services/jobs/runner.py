@@ -17,7 +17,6 @@ at least once and, barring a crash, exactly once.
 from __future__ import annotations
 
 import asyncio
-import builtins
 import contextlib
 import functools
 import uuid
@@ -118,7 +117,7 @@ class JobRunner:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        runs = builtins.list(self._runs.values())
+        runs = list(self._runs.values())
         for run in runs:
             if run.task is not None:
                 run.task.cancel()
@@ -160,7 +159,7 @@ class JobRunner:
     async def _maintain(self) -> None:
         if self._runs:
             async with self._sessions() as session, session.begin():
-                ids = builtins.list(self._runs)
+                ids = list(self._runs)
                 await store.heartbeat(session, job_ids=ids, runner_id=self.runner_id, now=self._clock.now())
         await self._recover_stale()
 
@@ -339,8 +338,6 @@ class JobRunner:
     def notify_finished(self) -> None:
         signal, self._finished = self._finished, asyncio.Event()
         signal.set()
-
-
 
 
 def _final_values(outcome: Any) -> tuple[JobStatus, dict[str, Any]]:

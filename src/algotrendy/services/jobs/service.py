@@ -1,16 +1,8 @@
-"""``JobsService``: persisted jobs run on an executor, with progress, ETA, cancel and recovery.
+"""``JobsService``: the ``JobsApi`` use cases over the ``jobs_jobs`` table.
 
-The runner loop (``start``/``stop``) claims queued jobs of the kinds this process registered, up
-to ``settings.workers`` at once, and hands each to the ``Executor``. A supervisor task per job
-copies progress to the row every ``progress_interval`` seconds (with an ETA from elapsed time
-and progress), passes a requested cancel on to the worker, and writes the outcome, with a
-``JobFinished`` outbox row in the same transaction.
-
-Crash recovery: a runner heartbeats the rows it runs; a ``running`` row whose heartbeat is older
-than ``stale_after`` belongs to a dead process and is re-queued, or failed with error
-``"interrupted"`` once it has been started ``max_attempts`` times (checked at start and then
-every quarter of ``stale_after``). ``stop`` kills the workers and re-queues their jobs at once.
-Several runners may share one database: every transition is a guarded UPDATE.
+Submitting stores a queued row and wakes the runner (``runner.py``), which does the running:
+claiming, progress, ETA, cancel hand-off, outcome, recovery. ``start``/``stop`` start and stop
+that runner and the executor it owns.
 """
 
 from __future__ import annotations
@@ -18,13 +10,9 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import functools
 import json
 import math
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -36,28 +24,20 @@ from algotrendy.core.ids import new_id
 from algotrendy.db.engine import begin_serialized
 from algotrendy.db.outbox import Outbox
 from algotrendy.services.jobs import store
-from algotrendy.services.jobs.interface import Executor, JobFinished, JobHandle, JobRead, JobStatus
-from algotrendy.services.jobs.registry import JobRegistry, describe_error, estimate_eta, execute_job
+from algotrendy.services.jobs.interface import Executor, JobRead, JobStatus
+from algotrendy.services.jobs.registry import JobRegistry
+from algotrendy.services.jobs.runner import JobRunner
 from algotrendy.services.jobs.settings import JobsSettings
 
 log = structlog.get_logger(__name__)
 
 MAX_PAGE = 200
-_FINISH_RETRIES = 8
-
-
-@dataclass
-class _Run:
-    job_id: uuid.UUID
-    owner_id: uuid.UUID
-    kind: str
-    handle: JobHandle
-    started: float  # clock.monotonic() at launch
-    cancel_sent: bool = False
-    task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
 class JobsService:
+    """``JobsApi`` in this process. ``poll_interval``: how often the runner looks for jobs queued
+    by other processes; ``wait_poll``: how often ``wait`` re-reads a job another process runs."""
+
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
@@ -71,18 +51,12 @@ class JobsService:
         wait_poll: float = 0.5,
     ) -> None:
         self._sessions = sessions
-        self._executor = executor
         self._registry = registry
         self._clock = clock
-        self._settings = settings
-        self._outbox = outbox
-        self._poll = poll_interval
         self._wait_poll = wait_poll
-        self.runner_id = new_id()
-        self._runs: dict[uuid.UUID, _Run] = {}
-        self._loop_task: asyncio.Task[None] | None = None
-        self._wakeup = asyncio.Event()
-        self._finished = asyncio.Event()
+        self._runner = JobRunner(
+            sessions, executor, registry, clock, settings, outbox, poll_interval=poll_interval
+        )
 
     # --- JobsApi ---------------------------------------------------------------------------------
 
@@ -116,7 +90,7 @@ class JobsService:
         }
         async with self._sessions() as session, session.begin():
             await store.insert_job(session, values)
-        self._wakeup.set()
+        self._runner.wake()
         log.info("jobs.submitted", job_id=str(values["id"]), kind=kind)
         return store.to_read(values)
 
@@ -167,19 +141,19 @@ class JobsService:
                     "finished_at": self._clock.now(),
                 }
                 if await store.transition(session, job_id, expect=JobStatus.QUEUED, values=values):
-                    await self._emit(session, row.id, row.owner_id, row.kind, JobStatus.CANCELLED)
+                    await self._runner.emit_finished(
+                        session, row.id, row.owner_id, row.kind, JobStatus.CANCELLED
+                    )
                     cancelled_now = True
             else:
                 await store.transition(session, job_id, expect=status, values={"cancel_requested": True})
             row = await store.fetch(session, job_id)
         if row is None:  # pragma: no cover - the row is ours inside the transaction above
             raise NotFound(f"job {job_id} not found", code="job_not_found")
-        run = self._runs.get(job_id)
-        if run is not None:
-            await self._signal_cancel(run)
+        await self._runner.signal_cancel(job_id)
         if cancelled_now:
             log.info("jobs.finished", job_id=str(job_id), kind=row.kind, status="cancelled")
-            self._notify_finished()
+            self._runner.notify_finished()
         return store.to_read(row)
 
     async def wait(
@@ -194,7 +168,9 @@ class JobsService:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            signal = self._finished  # taken before reading, so a finish in between is not missed
+            signal = (
+                self._runner.finished_signal
+            )  # taken before reading, so a finish in between is not missed
             job = await self.get(owner=owner, job_id=job_id)
             left = deadline - loop.time()
             if job.status.finished or left <= 0:
