@@ -1,4 +1,4 @@
-"""Split mode for real: two service processes behind nginx on PostgreSQL, Redis and NATS.
+"""Split mode for real: three service processes behind nginx on PostgreSQL, Redis and NATS.
 
 A user registers through nginx (routed to the users process); the notifications process, a
 separate OS process, consumes ``user.registered`` from JetStream and sends the welcome email;
@@ -46,12 +46,14 @@ async def split(tmp_path: Path) -> Iterator[dict[str, Proc]]:  # type: ignore[mi
             wait_ready(procs["users"])
             procs["notifications"] = start_server("notifications", tmp_path, common, services="notifications")
             wait_ready(procs["notifications"])
+            procs["jobs"] = start_server("jobs", tmp_path, common, services="jobs")
+            wait_ready(procs["jobs"])
             procs["nginx"] = start_nginx(
                 tmp_path,
                 {
                     "users": f"127.0.0.1:{procs['users'].port}",
                     "notifications": f"127.0.0.1:{procs['notifications'].port}",
-                    "jobs": f"127.0.0.1:{free_port()}",
+                    "jobs": f"127.0.0.1:{procs['jobs'].port}",
                 },
             )
             yield procs
@@ -92,6 +94,10 @@ async def test_register_through_nginx_is_consumed_by_the_other_process(split: di
                 break
             time.sleep(0.3)
         assert [d["template"] for d in deliveries] == ["welcome"], split["notifications"].output()
+
+        # the jobs process (a third one) verifies the same token with the JWKS keys
+        r = await client.get("/api/v1/jobs", headers=headers)
+        assert r.status_code == 200 and r.json() == []
 
         # each process verifies tokens itself; a forged one fails at the notifications process too
         bad = await client.get("/api/v1/notifications/history", headers={"Authorization": "Bearer x.y.z"})
