@@ -301,8 +301,14 @@ async def test_admin_creates_accounts_with_a_role(side: Side) -> None:
 
 
 async def _trader_client(http: httpx.AsyncClient, api: Api) -> tuple[UsersClient, uuid.UUID]:
+    client, user_id, _sid = await _trader_session(http, api)
+    return client, user_id
+
+
+async def _trader_session(http: httpx.AsyncClient, api: Api) -> tuple[UsersClient, uuid.UUID, uuid.UUID]:
     user, headers, _password = await api.user()
-    return UsersClient(http, token=headers["Authorization"].removeprefix("Bearer ")), uuid.UUID(user["id"])
+    token = headers["Authorization"].removeprefix("Bearer ")
+    return UsersClient(http, token=token), uuid.UUID(user["id"]), uuid.UUID(claims(token)["sid"])
 
 
 async def test_client_trader_is_forbidden_from_admin_routes(api: Api, http: httpx.AsyncClient) -> None:
@@ -344,11 +350,10 @@ async def test_client_without_or_with_a_bad_token_is_unauthorized(http: httpx.As
 
 
 async def test_client_refuses_to_act_for_another_user(api: Api, http: httpx.AsyncClient) -> None:
-    client, user_id = await _trader_client(http, api)
+    client, user_id, sid = await _trader_session(http, api)
     with pytest.raises(Forbidden) as exc:
         await client.get_settings(user_id=uuid.uuid4())
     assert exc.value.code == "not_token_owner"
-    sid = uuid.UUID(claims(client._token or "")["sid"])
     with pytest.raises(Forbidden):
         await client.logout(user_id=user_id, session_id=uuid.uuid4())
     await client.logout(user_id=user_id, session_id=sid)
