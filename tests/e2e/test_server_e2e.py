@@ -25,15 +25,22 @@ def test_register_verify_login_me_logout(tmp_path: Path) -> None:
         with httpx.Client(base_url=server.url, timeout=10) as client:
             assert client.get("/health").json()["status"] == "healthy"
             assert client.get("/docs").status_code == 200
-            r = client.post("/api/v1/users/register",
-                            json={"email": "e2e@example.com", "username": "e2e", "password": password})
+            r = client.post(
+                "/api/v1/users/register",
+                json={"email": "e2e@example.com", "username": "e2e", "password": password},
+            )
             assert r.status_code == 201, r.text
 
             link = None
             for _ in range(50):
-                out = subprocess.run([sys.executable, "-m", "algotrendy", "users", "outbox"], capture_output=True,
-                                     text=True, env={**os.environ, "ALGO_DATA_DIR": str(tmp_path / "data")},
-                                     timeout=60, check=True).stdout
+                out = subprocess.run(
+                    [sys.executable, "-m", "algotrendy", "users", "outbox"],
+                    capture_output=True,
+                    text=True,
+                    env={**os.environ, "ALGO_DATA_DIR": str(tmp_path / "data")},
+                    timeout=60,
+                    check=True,
+                ).stdout
                 m = re.search(r"(http://\S+/verify-email\?token=[A-Za-z0-9_-]+)", out)
                 if m:
                     link = m.group(1)
@@ -46,8 +53,12 @@ def test_register_verify_login_me_logout(tmp_path: Path) -> None:
             remember(tokens["access_token"], tokens["refresh_token"])
             headers = {"Authorization": f"Bearer {tokens['access_token']}"}
             assert client.get("/auth/me", headers=headers).json()["username"] == "e2e"
-            assert client.put("/api/v1/users/settings", headers=headers,
-                              json={"timezone": "Europe/Berlin"}).json()["timezone"] == "Europe/Berlin"
+            assert (
+                client.put(
+                    "/api/v1/users/settings", headers=headers, json={"timezone": "Europe/Berlin"}
+                ).json()["timezone"]
+                == "Europe/Berlin"
+            )
             assert client.post("/auth/logout", headers=headers).status_code == 204
             assert client.get("/auth/me", headers=headers).status_code == 401
         log = server.output()

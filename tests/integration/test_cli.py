@@ -13,15 +13,33 @@ import pytest
 from tests.apphelp import remember
 
 
-def cli(tmp_path: Path, *args: str, input_text: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+def cli(
+    tmp_path: Path, *args: str, input_text: str | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
     full = {**os.environ, "ALGO_DATA_DIR": str(tmp_path / "data"), **env}
-    return subprocess.run([sys.executable, "-m", "algotrendy", *args], capture_output=True, text=True,
-                          env=full, input=input_text, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "algotrendy", *args],
+        capture_output=True,
+        text=True,
+        env=full,
+        input=input_text,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_help_everywhere(tmp_path: Path) -> None:
-    for args in ([], ["serve"], ["db"], ["db", "upgrade"], ["config", "show"], ["users"], ["users", "create"],
-                 ["users", "outbox"], ["keys", "rotate"]):
+    for args in (
+        [],
+        ["serve"],
+        ["db"],
+        ["db", "upgrade"],
+        ["config", "show"],
+        ["users"],
+        ["users", "create"],
+        ["users", "outbox"],
+        ["keys", "rotate"],
+    ):
         r = cli(tmp_path, *args, "--help")
         assert r.returncode == 0, (args, r.stderr)
         assert "Usage" in r.stdout
@@ -32,12 +50,34 @@ def test_db_upgrade_users_create_and_config_show(tmp_path: Path) -> None:
     assert r.returncode == 0 and "revision" in r.stdout, r.stderr
     password = "an admin passphrase"
     remember(password)
-    r = cli(tmp_path, "users", "create", "--admin", "--email", "root@example.com", "--username", "root",
-            "--password", password)
+    r = cli(
+        tmp_path,
+        "users",
+        "create",
+        "--admin",
+        "--email",
+        "root@example.com",
+        "--username",
+        "root",
+        "--password",
+        password,
+    )
     assert r.returncode == 0 and "created admin root" in r.stdout, r.stderr
-    r = cli(tmp_path, "users", "create", "--email", "root@example.com", "--username", "root2", "--password", password)
+    r = cli(
+        tmp_path,
+        "users",
+        "create",
+        "--email",
+        "root@example.com",
+        "--username",
+        "root2",
+        "--password",
+        password,
+    )
     assert r.returncode == 1 and "already registered" in r.stderr
-    r = cli(tmp_path, "users", "create", "--email", "not-an-email", "--username", "x1", "--password", password)
+    r = cli(
+        tmp_path, "users", "create", "--email", "not-an-email", "--username", "x1", "--password", password
+    )
     assert r.returncode == 2 and "invalid input" in r.stderr
 
     secret_db = "postgresql+asyncpg://algo:very-secret-pw@db.example:5432/algo"
@@ -54,8 +94,10 @@ def test_users_outbox_prints_console_mail(tmp_path: Path) -> None:
     assert r.returncode == 0 and "no messages" in r.stdout
     outbox = tmp_path / "data" / "mail" / "outbox.jsonl"
     outbox.parent.mkdir(parents=True)
-    outbox.write_text(json.dumps({"at": "2024-01-01T00:00:00Z", "to": "a@example.com", "subject": "Hi",
-                                  "text": "hello"}) + "\n")
+    outbox.write_text(
+        json.dumps({"at": "2024-01-01T00:00:00Z", "to": "a@example.com", "subject": "Hi", "text": "hello"})
+        + "\n"
+    )
     r = cli(tmp_path, "users", "outbox")
     assert "Subject: Hi" in r.stdout and "hello" in r.stdout
 

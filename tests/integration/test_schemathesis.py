@@ -26,9 +26,9 @@ How it runs:
 - Bounded and reproducible: ``MAX_EXAMPLES`` per operation for fuzzing, Hypothesis deadline off,
   fixed ``SEED`` (schemathesis derives each operation's seed from it), no example database;
   generous rate limits from ``tests.apphelp.make_settings``. About 40 s for both roles.
-- ``CONFIG["operations"]`` narrows three checks on named operations only: 422 for schema-valid
-  content checked against state (by design), and two known bugs pinned by strict xfail tests at
-  the end of this module.
+- ``CONFIG["operations"]`` narrows one check on named operations only: 422 for schema-valid
+  content checked against state (by design). The bugs schemathesis found are pinned by the
+  regression tests at the end of this module.
 """
 
 from __future__ import annotations
@@ -70,44 +70,29 @@ CONTENT_CHECKED = [
 ]
 POSITIVE_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
 
-# Known bugs in src/ (each pinned by a strict xfail test below): their check is off only where
-# they show, so everything else about these operations is still checked.
-# - `GET /api/v1/users/{user_id}` captures the literal sibling paths: an undeclared GET on
-#   /register, /reset-password or /change-password answers 403/422 instead of 405.
-SHADOWED_BY_USER_ID = [
-    "POST /api/v1/users/register",
-    "POST /api/v1/users/reset-password",
-    "POST /api/v1/users/change-password",
-]
-# - a 405 lists only the methods of the first route on the path in `Allow`.
-MULTI_METHOD_PATHS = [
-    "GET /api/v1/users", "POST /api/v1/users",
-    "GET /api/v1/users/profile", "PUT /api/v1/users/profile",
-    "GET /api/v1/users/settings", "PUT /api/v1/users/settings",
-    "GET /api/v1/users/verify-email", "POST /api/v1/users/verify-email",
-]
-
 CONFIG: dict[str, Any] = {
     "seed": SEED,
     "generation": {"max-examples": MAX_EXAMPLES, "database": "none"},
     "checks": {"enabled": True},  # all of them, explicitly
     "operations": [
-        {"include-name": CONTENT_CHECKED,
-         "checks": {"positive_data_acceptance": {"expected-statuses": POSITIVE_STATUSES}}},
-        {"include-name": SHADOWED_BY_USER_ID, "checks": {"unsupported_method": {"enabled": False}}},
-        {"include-name": MULTI_METHOD_PATHS, "checks": {"allow_header_conformance": {"enabled": False}}},
+        {
+            "include-name": CONTENT_CHECKED,
+            "checks": {"positive_data_acceptance": {"expected-statuses": POSITIVE_STATUSES}},
+        },
     ],
 }
 
 # Operations that end the session of the token they are called with (or all of its user's):
 # each case gets a session of its own.
-SESSION_ENDING = frozenset({
-    "POST /auth/logout",
-    "POST /api/v1/users/change-password",
-    "DELETE /api/v1/users/sessions/{session_id}",
-    "PUT /api/v1/users/{user_id}/role",
-    "POST /api/v1/users/{user_id}/deactivate",
-})
+SESSION_ENDING = frozenset(
+    {
+        "POST /auth/logout",
+        "POST /api/v1/users/change-password",
+        "DELETE /api/v1/users/sessions/{session_id}",
+        "PUT /api/v1/users/{user_id}/role",
+        "POST /api/v1/users/{user_id}/deactivate",
+    }
+)
 
 
 class AppSlot:
@@ -254,8 +239,7 @@ def test_api_conforms_to_its_openapi(case: schemathesis.Case, role: str, deploym
     case.call_and_validate(headers=headers)
 
 
-# ---- bugs schemathesis found in src/ (strict xfail: they fail today, and pass once the bug is
-# fixed; then drop the xfail, and for the first two their entry in CONFIG["operations"]) ----------
+# ---- regressions: bugs schemathesis found in src/ and that were fixed ----------------------------
 
 
 async def _auth_headers(api: Api) -> dict[str, str]:
@@ -263,12 +247,6 @@ async def _auth_headers(api: Api) -> dict[str, str]:
     return headers
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: services/users/router.py declares `/{user_id}` (GET), `/{user_id}/role`, `/{user_id}/activate`, "
-    "`/{user_id}/deactivate` and `/sessions/{session_id}` without a path convertor, so Starlette routes "
-    "any single segment there: GET /api/v1/users/register answers 403 (trader) or 422 (admin) instead of "
-    "405 + `Allow: POST`. Fix: `{user_id:uuid}` and `{session_id:uuid}` in those route paths (the OpenAPI "
-    "paths stay the same; a non-UUID id then gets 404)."))
 async def test_an_undeclared_method_on_a_users_path_is_405(api: Api) -> None:
     headers = await _auth_headers(api)
     for path in ("/api/v1/users/register", "/api/v1/users/reset-password", "/api/v1/users/change-password"):
@@ -276,12 +254,6 @@ async def test_an_undeclared_method_on_a_users_path_is_405(api: Api) -> None:
         assert (r.status_code, r.headers.get("allow")) == (405, "POST"), (path, r.status_code, r.text)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a 405 lists in `Allow` only the methods of the first route whose path matches (Starlette "
-    "tries routes one by one), e.g. OPTIONS /api/v1/users/profile -> `Allow: GET` though PUT exists; "
-    "RFC 9110 15.5.6 wants every method of the resource. Fix in gateway/problems.py `_http_error`: for "
-    "405 set Allow to the sorted union of `route.methods` over `request.app.router.routes` whose "
-    "`path_regex` matches `request.scope['path']`."))
 async def test_a_405_allows_every_method_of_the_path(api: Api) -> None:
     headers = await _auth_headers(api)
     expected = {
@@ -296,13 +268,6 @@ async def test_a_405_allows_every_method_of_the_path(api: Api) -> None:
         assert (r.status_code, allow) == (405, methods), path
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the OpenAPI of SettingsUpdate documents every field as nullable (`str | None`, `bool | None`), "
-    "but UsersService.update_settings refuses an explicit null with 422 `<field> cannot be null`. Fix in "
-    "services/users/interface.py: keep the fields optional but not nullable in the schema, e.g. "
-    "`Annotated[str | None, WithJsonSchema({...type string...})] = None` plus a `mode='before'` "
-    "field_validator('*') raising on None (defaults are not validated, so omitted stays omitted); the "
-    "service's null check then never fires."))
 async def test_settings_update_accepts_the_nulls_its_schema_documents(api: Api) -> None:
     headers = await _auth_headers(api)
     properties = api.app.openapi()["components"]["schemas"]["SettingsUpdate"]["properties"]

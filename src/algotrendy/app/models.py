@@ -21,4 +21,5 @@ def all_metadata() -> MetaData:
     for service in INBOXES:
         inbox_table(service)
     import algotrendy.services.jobs.store  # noqa: F401
+
     return metadata

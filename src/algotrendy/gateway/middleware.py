@@ -138,7 +138,7 @@ class EdgeMiddleware:
         finally:
             elapsed = time.perf_counter() - start
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = getattr(route, "path_format", None) or "unmatched"
             method = scope["method"]
             metrics.HTTP_REQUESTS.labels(method, template, str(status_holder[0])).inc()
             metrics.HTTP_LATENCY.labels(method, template).observe(elapsed)

@@ -90,11 +90,26 @@ async def _validation_error(_request: Request, exc: Exception) -> Response:
     return problem(422, detail=detail, code="validation_error", title="Invalid request", errors=errors)
 
 
-async def _http_error(_request: Request, exc: Exception) -> Response:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else _title(exc.status_code)
     code = "payload_too_large" if exc.status_code == 413 else None
-    return problem(exc.status_code, detail=detail, code=code, headers=dict(exc.headers) if exc.headers else None)
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request.app.router.routes, request.url.path))
+    return problem(exc.status_code, detail=detail, code=code, headers=headers or None)
+
+
+def _allowed_methods(routes: list[Any], path: str) -> list[str]:
+    """Every method any route on ``path`` takes (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in routes:
+        included = getattr(route, "original_router", None)  # FastAPI nests included routers
+        if included is not None:
+            methods |= set(_allowed_methods(included.routes, path))
+        elif getattr(route, "methods", None) and route.path_regex.match(path):
+            methods |= set(route.methods)
+    return sorted(methods)
 
 
 async def _unhandled(_request: Request, exc: Exception) -> Response:

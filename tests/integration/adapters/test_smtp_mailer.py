@@ -21,13 +21,17 @@ class Sink:
     def __init__(self) -> None:
         self.messages: list[tuple[str, list[str], bytes]] = []
 
-    async def handle_DATA(self, _server, _session, envelope):  # noqa: N802 (aiosmtpd hook name)
+    async def handle_DATA(self, _server, _session, envelope):
         self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
         return "250 OK"
 
 
 def _authenticator(_server, _session, _envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]
-    ok = isinstance(auth_data, LoginPassword) and auth_data.login == b"algo" and auth_data.password == b"s3cret-pass"
+    ok = (
+        isinstance(auth_data, LoginPassword)
+        and auth_data.login == b"algo"
+        and auth_data.password == b"s3cret-pass"
+    )
     return AuthResult(success=ok)
 
 
@@ -35,8 +39,9 @@ def _authenticator(_server, _session, _envelope, mechanism, auth_data):  # type:
 def smtp_server():  # type: ignore[no-untyped-def]
     sink = Sink()
     port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port, authenticator=_authenticator,
-                            auth_require_tls=False)
+    controller = Controller(
+        sink, hostname="127.0.0.1", port=port, authenticator=_authenticator, auth_require_tls=False
+    )
     controller.start()
     yield sink, port
     controller.stop()
@@ -44,8 +49,14 @@ def smtp_server():  # type: ignore[no-untyped-def]
 
 async def test_sends_a_plain_message_with_login(smtp_server) -> None:  # type: ignore[no-untyped-def]
     sink, port = smtp_server
-    mailer = SmtpMailer(host="127.0.0.1", port=port, sender="AlgoTrendy <no-reply@algotrendy.local>",
-                        username="algo", password="s3cret-pass", starttls=False)
+    mailer = SmtpMailer(
+        host="127.0.0.1",
+        port=port,
+        sender="AlgoTrendy <no-reply@algotrendy.local>",
+        username="algo",
+        password="s3cret-pass",
+        starttls=False,
+    )
     await mailer.send(MailMessage(to="ann@example.com", subject="Hello", text="Body line"))
     mail_from, rcpts, content = sink.messages[0]
     msg = message_from_bytes(content)
@@ -61,15 +72,27 @@ async def test_unreachable_server_is_a_temporary_error() -> None:
 
 async def test_registration_mail_goes_through_smtp_and_is_retried(tmp_path: Path, smtp_server) -> None:  # type: ignore[no-untyped-def]
     sink, port = smtp_server
-    settings = make_settings(tmp_path, mail={"backend": "smtp", "smtp_host": "127.0.0.1", "smtp_port": port,
-                                             "smtp_starttls": False, "smtp_username": "algo",
-                                             "smtp_password": "s3cret-pass"})
+    settings = make_settings(
+        tmp_path,
+        mail={
+            "backend": "smtp",
+            "smtp_host": "127.0.0.1",
+            "smtp_port": port,
+            "smtp_starttls": False,
+            "smtp_username": "algo",
+            "smtp_password": "s3cret-pass",
+        },
+    )
     async with running(settings) as api:
         await api.register(username="smtpuser", email="smtpuser@example.com")
         worker = api.container.services["users.mail"]
         for _ in range(50):
             await worker.run_once()
-            subjects = [message_from_bytes(c)["Subject"] for _f, r, c in sink.messages if r == ["smtpuser@example.com"]]
+            subjects = [
+                message_from_bytes(c)["Subject"]
+                for _f, r, c in sink.messages
+                if r == ["smtpuser@example.com"]
+            ]
             if "Confirm your AlgoTrendy email address" in subjects and "Welcome to AlgoTrendy" in subjects:
                 break
             await asyncio.sleep(0.1)
@@ -79,9 +102,17 @@ async def test_registration_mail_goes_through_smtp_and_is_retried(tmp_path: Path
 
 async def test_mail_worker_retries_after_the_server_comes_back(tmp_path: Path) -> None:
     port = free_port()
-    settings = make_settings(tmp_path, mail={"backend": "smtp", "smtp_host": "127.0.0.1", "smtp_port": port,
-                                             "smtp_starttls": False, "smtp_timeout": 2},
-                             notifications={"welcome_email": False})
+    settings = make_settings(
+        tmp_path,
+        mail={
+            "backend": "smtp",
+            "smtp_host": "127.0.0.1",
+            "smtp_port": port,
+            "smtp_starttls": False,
+            "smtp_timeout": 2,
+        },
+        notifications={"welcome_email": False},
+    )
     async with running(settings) as api:
         await api.register(username="retry", email="retry@example.com")
         worker = api.container.services["users.mail"]

@@ -17,7 +17,7 @@ def test_requests_become_spans_at_the_collector(tmp_path: Path) -> None:
     received: list[ExportTraceServiceRequest] = []
 
     class Collector(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             if self.path == "/v1/traces":
                 req = ExportTraceServiceRequest()
@@ -36,7 +36,9 @@ def test_requests_become_spans_at_the_collector(tmp_path: Path) -> None:
     import asyncio
 
     async def scenario() -> None:
-        settings = make_settings(tmp_path, otel={"endpoint": f"http://127.0.0.1:{port}", "service_name": "algo-test"})
+        settings = make_settings(
+            tmp_path, otel={"endpoint": f"http://127.0.0.1:{port}", "service_name": "algo-test"}
+        )
         async with running(settings) as api:
             r = await api.client.get("/health", headers={"X-Request-ID": "trace-test-0001"})
             assert r.status_code == 200
@@ -47,9 +49,16 @@ def test_requests_become_spans_at_the_collector(tmp_path: Path) -> None:
         deadline = time.monotonic() + 10
         while not received and time.monotonic() < deadline:
             time.sleep(0.1)
-        spans = [s for req in received for rs in req.resource_spans for ss in rs.scope_spans for s in ss.spans]
-        services = {a.value.string_value for req in received for rs in req.resource_spans
-                    for a in rs.resource.attributes if a.key == "service.name"}
+        spans = [
+            s for req in received for rs in req.resource_spans for ss in rs.scope_spans for s in ss.spans
+        ]
+        services = {
+            a.value.string_value
+            for req in received
+            for rs in req.resource_spans
+            for a in rs.resource.attributes
+            if a.key == "service.name"
+        }
         assert "algo-test" in services
         assert any("/health" in s.name for s in spans), [s.name for s in spans]
     finally:

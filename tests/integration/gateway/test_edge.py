@@ -234,8 +234,9 @@ async def test_query_and_path_parameters_are_validated_with_the_field_named(api:
     assert [e["field"] for e in assert_problem(r, 422)["errors"]] == ["query.limit"]
     page = await api.client.get("/api/v1/users/login-history", params={"limit": 100_000}, headers=headers)
     assert [e["field"] for e in assert_problem(page, 422)["errors"]] == ["query.limit"]  # page size cap
+    # ids are UUIDs in the route itself: a malformed one names no resource, so 404
     bad_id = await api.client.delete("/api/v1/users/sessions/not-a-uuid", headers=headers)
-    assert [e["field"] for e in assert_problem(bad_id, 422)["errors"]] == ["path.session_id"]
+    assert_problem(bad_id, 404)
 
 
 async def test_unknown_route_is_404_problem_json(api: Api) -> None:

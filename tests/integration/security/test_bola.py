@@ -72,7 +72,7 @@ def admin_operations(api: Api) -> set[tuple[str, str]]:
     found: set[tuple[str, str]] = set()
     for route in _walk(api.app.router.routes):
         if isinstance(route, APIRoute) and "require_manage_users" in _dependency_names(route.dependant):
-            found |= {(m, route.path) for m in route.methods}
+            found |= {(m, route.path_format) for m in route.methods}
     return found
 
 

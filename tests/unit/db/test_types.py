@@ -13,21 +13,29 @@ from algotrendy.db.types import DecimalString, UTCDateTime
 
 async def test_utc_datetimes_and_exact_decimals_round_trip_on_sqlite(tmp_path: Path) -> None:
     md = MetaData()
-    t = Table("t", md, Column("id", Integer, primary_key=True), Column("at", UTCDateTime),
-              Column("px", DecimalString))
+    t = Table(
+        "t",
+        md,
+        Column("id", Integer, primary_key=True),
+        Column("at", UTCDateTime),
+        Column("px", DecimalString),
+    )
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
     async with engine.begin() as conn:
         await conn.run_sync(md.create_all)
         berlin = timezone(timedelta(hours=2))
-        await conn.execute(insert(t).values(id=1, at=datetime(2024, 6, 1, 14, tzinfo=berlin),
-                                            px=Decimal("0.1") + Decimal("0.2")))
+        await conn.execute(
+            insert(t).values(
+                id=1, at=datetime(2024, 6, 1, 14, tzinfo=berlin), px=Decimal("0.1") + Decimal("0.2")
+            )
+        )
     async with engine.connect() as conn:
         at, px = (await conn.execute(select(t.c.at, t.c.px))).one()
     assert at == datetime(2024, 6, 1, 12, tzinfo=UTC) and at.tzinfo is not None
     assert px == Decimal("0.3") and isinstance(px, Decimal)
     async with engine.begin() as conn:
         with pytest.raises(Exception, match="naive"):
-            await conn.execute(insert(t).values(id=2, at=datetime(2024, 1, 1)))  # noqa: DTZ001
+            await conn.execute(insert(t).values(id=2, at=datetime(2024, 1, 1)))
         with pytest.raises(Exception, match="non-finite"):
             await conn.execute(insert(t).values(id=3, px=Decimal("NaN")))
     await engine.dispose()

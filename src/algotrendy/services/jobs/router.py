@@ -39,13 +39,13 @@ async def list_jobs(
     return await jobs.list(owner=user.user_id, status=status, kind=kind, limit=limit, offset=offset)
 
 
-@router.get("/{job_id}")
+@router.get("/{job_id:uuid}")
 async def get_job(job_id: uuid.UUID, user: CurrentUser, jobs: Jobs) -> JobRead:
     """One of your jobs: status, progress, ETA, and result or error once finished."""
     return await jobs.get(owner=user.user_id, job_id=job_id)
 
 
-@router.post("/{job_id}/cancel")
+@router.post("/{job_id:uuid}/cancel")
 async def cancel_job(job_id: uuid.UUID, user: CurrentUser, jobs: Jobs) -> JobRead:
     """Cancel a queued job at once, or ask a running one to stop (409 once it has finished)."""
     return await jobs.cancel(owner=user.user_id, job_id=job_id)

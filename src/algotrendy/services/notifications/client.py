@@ -30,7 +30,11 @@ from algotrendy.services.notifications.interface import Channel, DeliveryRead, N
 
 _HISTORY = TypeAdapter(list[DeliveryRead])
 _BY_STATUS: dict[int, type[AlgoTrendyError]] = {
-    401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 422: Invalid,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    422: Invalid,
 }
 
 
@@ -86,15 +90,17 @@ class NotificationsClient:
         try:
             response = await self._http.get("/api/v1/notifications/history", params=params, headers=headers)
         except httpx.TransportError as exc:
-            raise TemporaryError(f"notifications service unreachable ({type(exc).__name__})",
-                                 code="upstream_unavailable") from None
+            raise TemporaryError(
+                f"notifications service unreachable ({type(exc).__name__})", code="upstream_unavailable"
+            ) from None
         if not response.is_success:
             raise _error(response)
         try:
             return _HISTORY.validate_json(response.content)
         except ValidationError:
-            raise TemporaryError("unexpected response from the notifications service",
-                                 code="bad_upstream_response") from None
+            raise TemporaryError(
+                "unexpected response from the notifications service", code="bad_upstream_response"
+            ) from None
 
 
 if TYPE_CHECKING:  # mypy proves the client offers exactly the Protocol

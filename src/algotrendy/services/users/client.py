@@ -63,7 +63,11 @@ M = TypeVar("M", bound=BaseModel)
 
 _USERS = "/api/v1/users"
 _BY_STATUS: dict[int, type[AlgoTrendyError]] = {
-    401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 422: Invalid,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    422: Invalid,
 }
 _SESSIONS = TypeAdapter(list[SessionRead])
 _HISTORY = TypeAdapter(list[LoginEventRead])
@@ -153,8 +157,16 @@ class UsersClient:
 
     # ---- transport ------------------------------------------------------------------------------
 
-    async def _send(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
-                    auth: bool = True, user_agent: str | None = None) -> httpx.Response:
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        auth: bool = True,
+        user_agent: str | None = None,
+    ) -> httpx.Response:
         headers: dict[str, str] = {}
         if auth and self._token:
             headers["Authorization"] = f"Bearer {self._token}"
@@ -163,8 +175,9 @@ class UsersClient:
         try:
             response = await self._http.request(method, path, json=json, params=params, headers=headers)
         except httpx.TransportError as exc:
-            raise TemporaryError(f"users service unreachable ({type(exc).__name__})",
-                                 code="upstream_unavailable") from None
+            raise TemporaryError(
+                f"users service unreachable ({type(exc).__name__})", code="upstream_unavailable"
+            ) from None
         if response.is_success:
             return response
         raise error_from_response(response)
@@ -204,15 +217,17 @@ class UsersClient:
         return _model(r, TokenPair)
 
     async def refresh(self, *, refresh_token: str, ip: str, user_agent: str) -> TokenPair:
-        r = await self._send("POST", "/auth/refresh", json={"refresh_token": refresh_token}, auth=False,
-                             user_agent=user_agent)
+        r = await self._send(
+            "POST", "/auth/refresh", json={"refresh_token": refresh_token}, auth=False, user_agent=user_agent
+        )
         return _model(r, TokenPair)
 
     async def logout(self, *, user_id: uuid.UUID, session_id: uuid.UUID) -> None:
         self._own(user_id)
         if self._sid is not None and session_id != self._sid:
-            raise Forbidden("logout ends the token's own session; use revoke_session for others",
-                            code="not_token_session")
+            raise Forbidden(
+                "logout ends the token's own session; use revoke_session for others", code="not_token_session"
+            )
         await self._send("POST", "/auth/logout")
 
     # ---- profile and settings -------------------------------------------------------------------

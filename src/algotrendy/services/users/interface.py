@@ -6,9 +6,17 @@ import uuid
 import zoneinfo
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, ClassVar, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from algotrendy.core.auth import Permission, Role
 from algotrendy.core.events import Event
@@ -26,6 +34,38 @@ class _In(BaseModel):
     """Request bodies refuse unknown fields: a client cannot smuggle in ``role`` (API3)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+def _schema_without_null(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """OpenAPI: fields in ``_not_null`` are optional but not nullable."""
+    not_null: frozenset[str] = getattr(model, "_not_null", frozenset())
+    if isinstance(not_null, frozenset):
+        for name, prop in schema.get("properties", {}).items():
+            variants = prop.get("anyOf")
+            if name not in not_null or not variants:
+                continue
+            rest = [v for v in variants if v.get("type") != "null"]
+            del prop["anyOf"]
+            if len(rest) == 1:
+                prop.update(rest[0])
+            else:
+                prop["anyOf"] = rest
+            if prop.get("default", "") is None:
+                del prop["default"]
+
+
+class _Patch(BaseModel):
+    """A partial update: a field left out stays as it is; those in ``_not_null`` refuse null."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_schema_without_null)
+    _not_null: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _refuse_null(cls, value: object, info: ValidationInfo) -> object:
+        if value is None and info.field_name in cls._not_null:
+            raise ValueError("may be left out, but not set to null")
+        return value
 
 
 # ---- accounts -------------------------------------------------------------------------------
@@ -61,7 +101,11 @@ class UserList(BaseModel):
     offset: int
 
 
-class ProfileUpdate(_In):
+class ProfileUpdate(_Patch):
+    """Fields left out stay as they are; names may be cleared with null, the username may not."""
+
+    _not_null: ClassVar[frozenset[str]] = frozenset({"username"})
+
     username: Username | None = None
     first_name: Name | None = None
     last_name: Name | None = None
@@ -77,7 +121,20 @@ class SettingsRead(BaseModel):
     updated_at: datetime
 
 
-class SettingsUpdate(_In):
+class SettingsUpdate(_Patch):
+    """Fields left out stay as they are; none may be set to null."""
+
+    _not_null: ClassVar[frozenset[str]] = frozenset(
+        {
+            "timezone",
+            "language",
+            "currency",
+            "notifications_enabled",
+            "email_notifications",
+            "telegram_notifications",
+        }
+    )
+
     timezone: str | None = Field(None, max_length=64, description="IANA zone, e.g. Europe/Berlin")
     language: str | None = Field(None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
     currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")

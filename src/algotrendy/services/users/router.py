@@ -202,7 +202,7 @@ async def sessions(user: CurrentUser, users: Users) -> list[SessionRead]:
     return await users.list_sessions(user_id=user.user_id, current=user.session_id)
 
 
-@router.delete("/sessions/{session_id}", status_code=204)
+@router.delete("/sessions/{session_id:uuid}", status_code=204)
 async def revoke_session(session_id: uuid.UUID, user: CurrentUser, users: Users) -> Response:
     await users.revoke_session(user_id=user.user_id, session_id=session_id)
     return Response(status_code=204)
@@ -231,21 +231,21 @@ async def create_user(body: AdminUserCreate, admin: Admin, users: Users) -> User
     return await users.create_user(data=data, role=body.role, verified=body.verified)
 
 
-@router.get("/{user_id}")
+@router.get("/{user_id:uuid}")
 async def get_user(user_id: uuid.UUID, admin: Admin, users: Users) -> UserRead:
     return await users.get_user(user_id=user_id)
 
 
-@router.put("/{user_id}/role")
+@router.put("/{user_id:uuid}/role")
 async def set_role(user_id: uuid.UUID, body: RoleUpdate, admin: Admin, users: Users) -> UserRead:
     return await users.set_role(actor=admin.user_id, user_id=user_id, role=body.role)
 
 
-@router.post("/{user_id}/deactivate")
+@router.post("/{user_id:uuid}/deactivate")
 async def deactivate(user_id: uuid.UUID, admin: Admin, users: Users) -> UserRead:
     return await users.set_active(actor=admin.user_id, user_id=user_id, active=False)
 
 
-@router.post("/{user_id}/activate")
+@router.post("/{user_id:uuid}/activate")
 async def activate(user_id: uuid.UUID, admin: Admin, users: Users) -> UserRead:
     return await users.set_active(actor=admin.user_id, user_id=user_id, active=True)

@@ -548,8 +548,6 @@ class UsersService:
             if row is None:
                 raise NotFound("user not found", code="user_not_found")
             for name, value in data.model_dump(exclude_unset=True).items():
-                if value is None:
-                    raise Invalid(f"{name} cannot be null", field=name)
                 setattr(row, name, value)
             row.updated_at = self._clock.now()
             await session.commit()
