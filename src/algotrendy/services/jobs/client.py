@@ -17,74 +17,31 @@ import uuid
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
-import jwt
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from algotrendy.core.errors import (
-    AlgoTrendyError,
     ConfigurationError,
-    Conflict,
-    Forbidden,
     Invalid,
-    NotFound,
-    TemporaryError,
-    TooManyRequests,
-    Unauthorized,
 )
+from algotrendy.gateway.remote import RemoteApi
 from algotrendy.services.jobs.interface import JobRead, JobsApi, JobStatus
 
 PREFIX = "/api/v1/jobs"
 _T = TypeVar("_T")
 _JOB = TypeAdapter(JobRead)
 _JOBS = TypeAdapter(list[JobRead])
-_BY_STATUS: dict[int, type[AlgoTrendyError]] = {
-    401: Unauthorized,
-    403: Forbidden,
-    404: NotFound,
-    409: Conflict,
-    422: Invalid,
-}
 
 
-def _error(response: httpx.Response) -> AlgoTrendyError:
-    status = response.status_code
-    try:
-        parsed = response.json()
-    except ValueError:
-        parsed = None
-    body: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
-    detail = str(body.get("detail") or response.reason_phrase or f"HTTP {status}")
-    code = body.get("code") if isinstance(body.get("code"), str) else None
-    if status == 429:
-        try:
-            retry_after = float(response.headers.get("Retry-After", "1"))
-        except ValueError:
-            retry_after = 1.0
-        return TooManyRequests(detail, retry_after=retry_after, code=code)
-    if status >= 500:
-        return TemporaryError(detail, code=code or TemporaryError.code)
-    errors = body.get("errors")
-    first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
-    field = first.get("field") if isinstance(first.get("field"), str) else None
-    field = field.removeprefix("query.") or None if field else None
-    return _BY_STATUS.get(status, Invalid)(detail, code=code, field=field)
-
-
-class JobsClient:
+class JobsClient(RemoteApi):
     """``JobsApi`` (minus ``submit``) over an ``httpx.AsyncClient`` (real or ``ASGITransport``)."""
+
+    service = "jobs"
 
     def __init__(
         self, http: httpx.AsyncClient, *, token: str | None = None, poll_interval: float = 0.5
     ) -> None:
-        self._http = http
-        self._token = token
+        super().__init__(http, token=token)
         self._poll = poll_interval
-        self._sub: uuid.UUID | None = None
-        if token:
-            try:  # not verified: only to know whose client this is; the server verifies
-                self._sub = uuid.UUID(str(jwt.decode(token, options={"verify_signature": False})["sub"]))
-            except (jwt.PyJWTError, KeyError, ValueError):
-                self._sub = None
 
     def with_token(self, token: str) -> JobsClient:
         return JobsClient(self._http, token=token, poll_interval=self._poll)
@@ -95,7 +52,7 @@ class JobsClient:
         )
 
     async def get(self, *, owner: uuid.UUID, job_id: uuid.UUID) -> JobRead:
-        self._check_owner(owner)
+        self._own(owner)
         return await self._call("GET", f"{PREFIX}/{job_id}", _JOB)
 
     async def list(
@@ -107,7 +64,7 @@ class JobsClient:
         limit: int = 50,
         offset: int = 0,
     ) -> builtins.list[JobRead]:
-        self._check_owner(owner)
+        self._own(owner)
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if status is not None:
             params["status"] = JobStatus(status).value
@@ -116,7 +73,7 @@ class JobsClient:
         return await self._call("GET", PREFIX, _JOBS, params=params)
 
     async def cancel(self, *, owner: uuid.UUID, job_id: uuid.UUID) -> JobRead:
-        self._check_owner(owner)
+        self._own(owner)
         return await self._call("POST", f"{PREFIX}/{job_id}/cancel", _JOB)
 
     async def wait(
@@ -137,28 +94,10 @@ class JobsClient:
                 return job
             await asyncio.sleep(min(left, self._poll))
 
-    def _check_owner(self, owner: uuid.UUID) -> None:
-        if self._sub is not None and owner != self._sub:
-            raise Forbidden("this client acts only for its token's user", code="not_token_owner")
-
     async def _call(
         self, method: str, url: str, adapter: TypeAdapter[_T], *, params: dict[str, Any] | None = None
     ) -> _T:
-        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
-        try:
-            response = await self._http.request(method, url, params=params, headers=headers)
-        except httpx.TransportError as exc:
-            raise TemporaryError(
-                f"jobs service unreachable ({type(exc).__name__})", code="upstream_unavailable"
-            ) from None
-        if not response.is_success:
-            raise _error(response)
-        try:
-            return adapter.validate_json(response.content)
-        except ValidationError:
-            raise TemporaryError(
-                "unexpected response from the jobs service", code="bad_upstream_response"
-            ) from None
+        return self._parse(await self._send(method, url, params=params), adapter)
 
 
 if TYPE_CHECKING:  # mypy proves the client offers exactly the Protocol

@@ -23,21 +23,13 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
-import jwt
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter
 
 from algotrendy.core.auth import Role
 from algotrendy.core.errors import (
-    AlgoTrendyError,
-    Conflict,
     Forbidden,
-    Invalid,
-    NotFound,
-    TemporaryError,
-    TooManyRequests,
-    Unauthorized,
 )
+from algotrendy.gateway.remote import RemoteApi
 from algotrendy.services.users.interface import (
     Accepted,
     ChangePasswordRequest,
@@ -62,165 +54,48 @@ T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
 _USERS = "/api/v1/users"
-_BY_STATUS: dict[int, type[AlgoTrendyError]] = {
-    401: Unauthorized,
-    403: Forbidden,
-    404: NotFound,
-    409: Conflict,
-    422: Invalid,
-}
 _SESSIONS = TypeAdapter(list[SessionRead])
 _HISTORY = TypeAdapter(list[LoginEventRead])
 
 
-def error_from_response(response: httpx.Response) -> AlgoTrendyError:
-    """The ``core.errors`` exception a problem+json error response stands for."""
-    status = response.status_code
-    body: dict[str, Any] = {}
-    try:
-        parsed = response.json()
-        if isinstance(parsed, dict):
-            body = parsed
-    except ValueError:
-        pass
-    detail = str(body.get("detail") or response.reason_phrase or f"HTTP {status}")
-    code = body.get("code") if isinstance(body.get("code"), str) else None
-    if status == 429:
-        try:
-            retry_after = float(response.headers.get("Retry-After", "1"))
-        except ValueError:
-            retry_after = 1.0
-        return TooManyRequests(detail, retry_after=retry_after, code=code)
-    if status >= 500:
-        return TemporaryError(detail, code=code or TemporaryError.code)
-    cls = _BY_STATUS.get(status, Invalid)  # other 4xx (400, 405, 413, 415): the request was wrong
-    return cls(detail, code=code, field=_first_field(body))
-
-
-def _first_field(body: dict[str, Any]) -> str | None:
-    errors = body.get("errors")
-    if not isinstance(errors, list) or not errors or not isinstance(errors[0], dict):
-        return None
-    field = errors[0].get("field")
-    if not isinstance(field, str) or not field:
-        return None
-    return field.removeprefix("body.")
-
-
-def unverified_claims(token: str) -> dict[str, Any]:
-    """The claims of a JWT, signature not checked: only to address requests, never to trust."""
-    try:
-        claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
-        return {}
-    return claims
-
-
-def _uuid_claim(claims: dict[str, Any], name: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(claims[name]))
-    except (KeyError, ValueError):
-        return None
-
-
-def _bad_response() -> TemporaryError:
-    return TemporaryError("unexpected response from the users service", code="bad_upstream_response")
-
-
-def _model(response: httpx.Response, model: type[M]) -> M:
-    try:
-        return model.model_validate_json(response.content)
-    except ValidationError:
-        raise _bad_response() from None
-
-
-def _adapted(response: httpx.Response, adapter: TypeAdapter[T]) -> T:
-    try:
-        return adapter.validate_json(response.content)
-    except ValidationError:
-        raise _bad_response() from None
-
-
-class UsersClient:
+class UsersClient(RemoteApi):
     """``UsersApi`` over an ``httpx.AsyncClient`` (a real transport or ``httpx.ASGITransport``)."""
 
-    def __init__(self, http: httpx.AsyncClient, *, token: str | None = None) -> None:
-        self._http = http
-        self._token = token
-        claims = unverified_claims(token) if token else {}
-        self._sub = _uuid_claim(claims, "sub")
-        self._sid = _uuid_claim(claims, "sid")
+    service = "users"
 
     def with_token(self, token: str) -> UsersClient:
         """The same connection acting as the owner of ``token``."""
         return UsersClient(self._http, token=token)
 
-    # ---- transport ------------------------------------------------------------------------------
-
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        params: dict[str, Any] | None = None,
-        auth: bool = True,
-        user_agent: str | None = None,
-    ) -> httpx.Response:
-        headers: dict[str, str] = {}
-        if auth and self._token:
-            headers["Authorization"] = f"Bearer {self._token}"
-        if user_agent is not None:
-            headers["User-Agent"] = user_agent
-        try:
-            response = await self._http.request(method, path, json=json, params=params, headers=headers)
-        except httpx.TransportError as exc:
-            raise TemporaryError(
-                f"users service unreachable ({type(exc).__name__})", code="upstream_unavailable"
-            ) from None
-        if response.is_success:
-            return response
-        raise error_from_response(response)
-
-    def _own(self, user_id: uuid.UUID) -> None:
-        """Refuse to act for anyone but the token's user (the server acts for the token only)."""
-        if self._sub is not None and user_id != self._sub:
-            raise Forbidden("this client acts only for its token's user", code="not_token_owner")
-
-    @staticmethod
-    def _body(model: BaseModel) -> dict[str, Any]:
-        # Fields left out stay left out: "unset" and "set to null" mean different things.
-        return model.model_dump(mode="json", exclude_unset=True)
-
     # ---- registration and verification ----------------------------------------------------------
 
     async def register(self, *, data: UserCreate, ip: str) -> UserRead:
         r = await self._send("POST", f"{_USERS}/register", json=self._body(data), auth=False)
-        return _model(r, UserRead)
+        return self._model(r, UserRead)
 
     async def create_user(self, *, data: UserCreate, role: Role, verified: bool) -> UserRead:
         body = {**self._body(data), "role": role.value, "verified": verified}
-        return _model(await self._send("POST", _USERS, json=body), UserRead)
+        return self._model(await self._send("POST", _USERS, json=body), UserRead)
 
     async def verify_email(self, *, token: str) -> UserRead:
         r = await self._send("POST", f"{_USERS}/verify-email", json={"token": token}, auth=False)
-        return _model(r, UserRead)
+        return self._model(r, UserRead)
 
     async def resend_verification(self, *, user_id: uuid.UUID) -> Accepted:
         self._own(user_id)
-        return _model(await self._send("POST", f"{_USERS}/verify-email/resend"), Accepted)
+        return self._model(await self._send("POST", f"{_USERS}/verify-email/resend"), Accepted)
 
     # ---- login, refresh, logout -----------------------------------------------------------------
 
     async def login(self, *, data: LoginRequest, ip: str, user_agent: str) -> TokenPair:
         r = await self._send("POST", "/auth/login", json=self._body(data), auth=False, user_agent=user_agent)
-        return _model(r, TokenPair)
+        return self._model(r, TokenPair)
 
     async def refresh(self, *, refresh_token: str, ip: str, user_agent: str) -> TokenPair:
         r = await self._send(
             "POST", "/auth/refresh", json={"refresh_token": refresh_token}, auth=False, user_agent=user_agent
         )
-        return _model(r, TokenPair)
+        return self._model(r, TokenPair)
 
     async def logout(self, *, user_id: uuid.UUID, session_id: uuid.UUID) -> None:
         self._own(user_id)
@@ -234,20 +109,20 @@ class UsersClient:
 
     async def get_user(self, *, user_id: uuid.UUID) -> UserRead:
         path = "/auth/me" if user_id == self._sub else f"{_USERS}/{user_id}"
-        return _model(await self._send("GET", path), UserRead)
+        return self._model(await self._send("GET", path), UserRead)
 
     async def update_profile(self, *, user_id: uuid.UUID, data: ProfileUpdate) -> UserRead:
         self._own(user_id)
-        return _model(await self._send("PUT", f"{_USERS}/profile", json=self._body(data)), UserRead)
+        return self._model(await self._send("PUT", f"{_USERS}/profile", json=self._body(data)), UserRead)
 
     async def get_settings(self, *, user_id: uuid.UUID) -> SettingsRead:
         self._own(user_id)
-        return _model(await self._send("GET", f"{_USERS}/settings"), SettingsRead)
+        return self._model(await self._send("GET", f"{_USERS}/settings"), SettingsRead)
 
     async def update_settings(self, *, user_id: uuid.UUID, data: SettingsUpdate) -> SettingsRead:
         self._own(user_id)
         r = await self._send("PUT", f"{_USERS}/settings", json=self._body(data))
-        return _model(r, SettingsRead)
+        return self._model(r, SettingsRead)
 
     # ---- passwords ------------------------------------------------------------------------------
 
@@ -257,7 +132,7 @@ class UsersClient:
 
     async def request_password_reset(self, *, email: str, ip: str) -> Accepted:
         r = await self._send("POST", f"{_USERS}/reset-password", json={"email": email}, auth=False)
-        return _model(r, Accepted)
+        return self._model(r, Accepted)
 
     async def reset_password(self, *, data: PasswordResetConfirm, ip: str) -> None:
         await self._send("POST", f"{_USERS}/reset-password/confirm", json=self._body(data), auth=False)
@@ -266,12 +141,12 @@ class UsersClient:
 
     async def totp_enroll(self, *, user_id: uuid.UUID) -> TotpEnrollment:
         self._own(user_id)
-        return _model(await self._send("POST", f"{_USERS}/2fa/enroll"), TotpEnrollment)
+        return self._model(await self._send("POST", f"{_USERS}/2fa/enroll"), TotpEnrollment)
 
     async def totp_confirm(self, *, user_id: uuid.UUID, code: str) -> RecoveryCodes:
         self._own(user_id)
         r = await self._send("POST", f"{_USERS}/2fa/verify", json={"code": code})
-        return _model(r, RecoveryCodes)
+        return self._model(r, RecoveryCodes)
 
     async def totp_disable(self, *, user_id: uuid.UUID, data: TotpDisableRequest) -> None:
         self._own(user_id)
@@ -280,18 +155,18 @@ class UsersClient:
     async def regenerate_recovery_codes(self, *, user_id: uuid.UUID, code: str) -> RecoveryCodes:
         self._own(user_id)
         r = await self._send("POST", f"{_USERS}/2fa/recovery-codes", json={"code": code})
-        return _model(r, RecoveryCodes)
+        return self._model(r, RecoveryCodes)
 
     # ---- sessions and history -------------------------------------------------------------------
 
     async def login_history(self, *, user_id: uuid.UUID, limit: int, offset: int) -> list[LoginEventRead]:
         self._own(user_id)
         r = await self._send("GET", f"{_USERS}/login-history", params={"limit": limit, "offset": offset})
-        return _adapted(r, _HISTORY)
+        return self._parse(r, _HISTORY)
 
     async def list_sessions(self, *, user_id: uuid.UUID, current: uuid.UUID | None) -> list[SessionRead]:
         self._own(user_id)
-        sessions = _adapted(await self._send("GET", f"{_USERS}/sessions"), _SESSIONS)
+        sessions = self._parse(await self._send("GET", f"{_USERS}/sessions"), _SESSIONS)
         return [s.model_copy(update={"current": s.id == current}) for s in sessions]
 
     async def revoke_session(self, *, user_id: uuid.UUID, session_id: uuid.UUID) -> None:
@@ -310,17 +185,17 @@ class UsersClient:
             params["role"] = role.value
         if active is not None:
             params["active"] = "true" if active else "false"
-        return _model(await self._send("GET", _USERS, params=params), UserList)
+        return self._model(await self._send("GET", _USERS, params=params), UserList)
 
     async def set_role(self, *, actor: uuid.UUID, user_id: uuid.UUID, role: Role) -> UserRead:
         self._own(actor)
         r = await self._send("PUT", f"{_USERS}/{user_id}/role", json={"role": role.value})
-        return _model(r, UserRead)
+        return self._model(r, UserRead)
 
     async def set_active(self, *, actor: uuid.UUID, user_id: uuid.UUID, active: bool) -> UserRead:
         self._own(actor)
         action = "activate" if active else "deactivate"
-        return _model(await self._send("POST", f"{_USERS}/{user_id}/{action}"), UserRead)
+        return self._model(await self._send("POST", f"{_USERS}/{user_id}/{action}"), UserRead)
 
 
 if TYPE_CHECKING:  # mypy proves the client offers exactly the Protocol
