@@ -69,7 +69,7 @@ async def test_client_refuses_other_owners_and_maps_errors(api: Api, http: httpx
     assert other.value.code == "not_token_owner"
     with pytest.raises(Invalid) as bad_limit:
         await client.history(owner=uuid.UUID(user["id"]), channel=None, limit=0, offset=0)
-    assert (bad_limit.value.code, bad_limit.value.field) == ("validation_error", "query.limit")
+    assert (bad_limit.value.code, bad_limit.value.field) == ("validation_error", "limit")
     with pytest.raises(Unauthorized) as anonymous:
         await NotificationsClient(http).history(owner=uuid.UUID(user["id"]), channel=None, limit=10, offset=0)
     assert anonymous.value.code == "missing_token"
