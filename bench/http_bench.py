@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.procs import free_port  # noqa: E402
+from tests.procs import free_port
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
@@ -46,7 +46,9 @@ def wrk(url: str, seconds: int, headers: dict[str, str]) -> dict[str, float]:
     args = ["wrk", "-t2", "-c64", f"-d{seconds}s", "--latency"]
     for k, v in headers.items():
         args += ["-H", f"{k}: {v}"]
-    out = subprocess.run([*args, url], capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
+    out = subprocess.run(
+        [*args, url], capture_output=True, text=True, timeout=seconds + 30, check=True
+    ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
@@ -67,15 +69,20 @@ def main() -> None:
     env = {
         **os.environ,
         "ALGO_DATA_DIR": str(tmp / "data"),
-        "ALGO_GATEWAY__IP_BURST": "1e9", "ALGO_GATEWAY__IP_RATE_PER_MINUTE": "1e12",
-        "ALGO_GATEWAY__USER_BURST": "1e9", "ALGO_GATEWAY__USER_RATE_PER_MINUTE": "1e12",
-        "ALGO_GATEWAY__AUTH_BURST": "1e9", "ALGO_GATEWAY__AUTH_RATE_PER_MINUTE": "1e12",
+        "ALGO_GATEWAY__IP_BURST": "1e9",
+        "ALGO_GATEWAY__IP_RATE_PER_MINUTE": "1e12",
+        "ALGO_GATEWAY__USER_BURST": "1e9",
+        "ALGO_GATEWAY__USER_RATE_PER_MINUTE": "1e12",
+        "ALGO_GATEWAY__AUTH_BURST": "1e9",
+        "ALGO_GATEWAY__AUTH_RATE_PER_MINUTE": "1e12",
         "ALGO_LOG__ACCESS_LOG": "true" if args.access_log else "false",
         "ALGO_LOG__LEVEL": "WARNING",
     }
     server = subprocess.Popen(
-        [sys.executable, "-m", "algotrendy", "serve", "--port", str(port)], env=env,
-        stdout=subprocess.DEVNULL, stderr=(tmp / "server.log").open("wb"),
+        [sys.executable, "-m", "algotrendy", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp / "server.log").open("wb"),
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -87,8 +94,10 @@ def main() -> None:
                 pass
             time.sleep(0.2)
         password = uuid.uuid4().hex
-        httpx.post(base + "/api/v1/users/register", json={
-            "email": "bench@example.com", "username": "bench", "password": password}).raise_for_status()
+        httpx.post(
+            base + "/api/v1/users/register",
+            json={"email": "bench@example.com", "username": "bench", "password": password},
+        ).raise_for_status()
         logins = []
         for _ in range(30):
             t0 = time.perf_counter()
@@ -116,8 +125,11 @@ def main() -> None:
             "p99_ms": round(logins[int(len(logins) * 0.99) - 1], 1),
             "n": len(logins),
         }
-        results["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-        results["settings"] = f"wrk -t2 -c64 -d{args.seconds}s x{args.runs}, access log {'on' if args.access_log else 'off'}"
+        cpu = platform.processor() or platform.machine()
+        results["machine"] = f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        results["settings"] = (
+            f"wrk -t2 -c64 -d{args.seconds}s x{args.runs}, access log {'on' if args.access_log else 'off'}"
+        )
         print(json.dumps(results, indent=2))
     finally:
         server.terminate()
