@@ -50,8 +50,8 @@ def wrk(url: str, seconds: int, headers: dict[str, str]) -> dict[str, float]:
         [*args, url], capture_output=True, text=True, timeout=seconds + 30, check=True
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "non2xx": float(non2xx.group(1)) if non2xx else 0.0}
 
@@ -76,7 +76,7 @@ def main() -> None:
         "ALGO_GATEWAY__AUTH_BURST": "1e9",
         "ALGO_GATEWAY__AUTH_RATE_PER_MINUTE": "1e12",
         "ALGO_LOG__ACCESS_LOG": "true" if args.access_log else "false",
-        "ALGO_LOG__LEVEL": "WARNING",
+        "ALGO_LOG__LEVEL": "INFO" if args.access_log else "WARNING",
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "algotrendy", "serve", "--port", str(port)],
