@@ -61,6 +61,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "services": ["all"],
         "gateway": dict(GENEROUS_LIMITS),
         "log": {"level": "INFO"},
+        "marketdata": {"load_samples": False},
     }
     return Settings(**_merge(base, overrides))
 

@@ -67,6 +67,15 @@ CONTENT_CHECKED = [
     "POST /api/v1/users/2fa/disable",
     "POST /api/v1/users/2fa/recovery-codes",
     "PUT /api/v1/users/settings",
+    # market data: indicator specs, chart-style parameters, CSV rows, exchange names and data
+    # columns are checked for meaning, not only for shape
+    "GET /api/v1/market-data/{symbol}",
+    "POST /api/v1/market-data/batch",
+    "POST /api/v1/market-data/transform",
+    "POST /api/v1/market-data/import",
+    "POST /api/v1/market-data/orderbook/{symbol}/snapshot",
+    "POST /api/v1/market-data/realtime/subscribe",
+    "GET /api/v1/market-data/quality/{symbol}",
 ]
 POSITIVE_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
 

@@ -67,6 +67,10 @@ def _mount_routers(app: FastAPI, hosted: tuple[str, ...]) -> None:
         from algotrendy.services.jobs.router import router as jobs_router
 
         app.include_router(jobs_router)
+    if "marketdata" in hosted:
+        from algotrendy.services.marketdata.router import router as marketdata_router
+
+        app.include_router(marketdata_router)
 
 
 def _platform_routes(app: FastAPI, container: Container) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -26,6 +28,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
+data_app = typer.Typer(help="Market data: import, download, inspect.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -222,6 +226,177 @@ def db_revision(
 
     script = _run(go)
     typer.echo(f"wrote {getattr(script, 'path', script)}")
+
+
+# ---- market data ------------------------------------------------------------------------------
+
+
+async def _with_marketdata(fn: Callable[[Any], Awaitable[T]]) -> T:
+    container = _container()
+    await container.migrate()
+    service = container.services["marketdata"]
+    try:
+        return await fn(service)
+    finally:
+        await container.stop()
+
+
+@data_app.command("import")
+def data_import(
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="CSV (optionally .gz) or Parquet")
+    ],
+    symbol: Annotated[str, typer.Option(help="Symbol, e.g. AAPL or BTC/USDT")],
+    interval: Annotated[str, typer.Option("--interval", "--timeframe", help="Bar length: 1m, 1h, 1d, ...")],
+    asset_type: Annotated[str, typer.Option(help="stock, etf, index, crypto, fx or futures")] = "stock",
+    venue: Annotated[str, typer.Option(help="Venue or exchange name")] = "LOCAL",
+) -> None:
+    """Import bars from a file: all rows or none (a bad row is named with its line)."""
+    from algotrendy.core.market import AssetType
+
+    try:
+        kind = AssetType(asset_type)
+    except ValueError:
+        typer.secho(
+            f"invalid --asset-type {asset_type!r}: {', '.join(a.value for a in AssetType)}",
+            err=True,
+            fg="red",
+        )
+        raise typer.Exit(2) from None
+    result = _run(
+        lambda: _with_marketdata(
+            lambda md: md.import_file(
+                path=file, symbol=symbol, venue=venue, interval=interval, asset_type=kind
+            )
+        )
+    )
+    typer.echo(
+        f"imported {result.rows} bars of {result.symbol}@{result.venue}/{result.interval} "
+        f"({result.written} new or changed) {result.first} .. {result.last}"
+    )
+
+
+@data_app.command("download")
+def data_download(
+    source: Annotated[
+        str, typer.Option(help="binance, coinbase, kraken (any ccxt id), yahoo, alpaca, polygon")
+    ],
+    symbol: Annotated[str, typer.Option(help="e.g. BTC/USDT or AAPL")],
+    since: Annotated[
+        datetime, typer.Option(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"], help="First bar (UTC)")
+    ],
+    timeframe: Annotated[str, typer.Option("--timeframe", "--interval", help="1m, 1h, 1d, ...")] = "1d",
+    until: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"])] = None,
+    asset_type: Annotated[str, typer.Option(help="Asset type of the series")] = "",
+    venue: Annotated[str | None, typer.Option(help="Venue name to store under (default: the source)")] = None,
+) -> None:
+    """Page through a source's history into the bar store; re-running resumes where it stopped."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from algotrendy.app.marketdata import make_source
+    from algotrendy.core.market import AssetType, SeriesKey, Timeframe
+    from algotrendy.services.marketdata import series as sx
+
+    settings = _settings()
+    try:
+        tf = Timeframe.parse(timeframe)
+        kind = (
+            AssetType(asset_type)
+            if asset_type
+            else (AssetType.CRYPTO if source not in {"yahoo", "alpaca", "polygon"} else AssetType.STOCK)
+        )
+    except ValueError as exc:
+        typer.secho(f"invalid input: {exc}", err=True, fg="red")
+        raise typer.Exit(2) from None
+    key = SeriesKey(sx.normalize_symbol(symbol), (venue or source).upper(), tf)
+
+    async def go(md: Any) -> Any:
+        src = make_source(settings, source)
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[bars]} bars"),
+            TimeRemainingColumn(),
+            transient=False,
+        ) as bar:
+            task = bar.add_task(f"{symbol} {tf.label} from {source}", total=1.0, bars=0)
+
+            def progress(p: Any) -> None:
+                bar.update(task, completed=p.fraction, bars=p.bars)
+
+            try:
+                return await md.download(
+                    source=src,
+                    key=key,
+                    asset_type=kind,
+                    since_ns=sx.datetime_to_ns(since),
+                    until_ns=sx.datetime_to_ns(until) if until else None,
+                    progress=progress,
+                )
+            finally:
+                await src.close()
+
+    result = _run(lambda: _with_marketdata(go))
+    resumed = f", resumed from {sx.ns_to_datetime(result.resumed_from)}" if result.resumed_from else ""
+    rejected = f", {result.rejected_count} bad rows rejected" if result.rejected_count else ""
+    typer.echo(
+        f"{key}: {result.bars} bars in {result.pages} pages, {result.written} written{resumed}{rejected}"
+    )
+
+
+@data_app.command("symbols")
+def data_symbols() -> None:
+    """List stored series."""
+    rows = _run(lambda: _with_marketdata(lambda md: md.symbols()))
+    for r in rows:
+        typer.echo(
+            f"{r.symbol:<10} {r.venue:<10} {r.interval:<4} {r.asset_type.value:<7} {r.count:>8} bars  "
+            f"{r.first:%Y-%m-%d %H:%M} .. {r.last:%Y-%m-%d %H:%M}"
+        )
+
+
+@data_app.command("show")
+def data_show(
+    symbol: Annotated[str, typer.Argument(help="Symbol")],
+    interval: Annotated[str, typer.Option(help="Bar length")] = "1d",
+    indicators: Annotated[str, typer.Option(help="e.g. rsi,macd,sma:50")] = "",
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Last N bars")] = 20,
+    chart_style: Annotated[str, typer.Option(help="time, heikin_ashi, renko, ...")] = "time",
+    venue: Annotated[str | None, typer.Option(help="Venue, when a symbol has several")] = None,
+) -> None:
+    """Print the last bars of a series with indicator columns."""
+    from algotrendy.services.marketdata.interface import BarsQuery
+
+    query = BarsQuery(
+        symbol=symbol,
+        venue=venue,
+        interval=interval,
+        limit=limit,
+        chart_style=chart_style,
+        indicators=[indicators] if indicators else [],
+    )
+    series = _run(lambda: _with_marketdata(lambda md: md.get_bars(query=query)))
+    cols = series.columns
+    typer.echo("  ".join(f"{c:>20}" if c == "timestamp" else f"{c:>12}" for c in cols))
+    for i in range(series.count):
+        cells = []
+        for c in cols:
+            v = series.data[c][i]
+            cells.append(f"{v:>20}" if c == "timestamp" else f"{'' if v is None else f'{v:.6g}':>12}")
+        typer.echo("  ".join(cells))
+
+
+@data_app.command("quality")
+def data_quality(
+    symbol: Annotated[str, typer.Argument(help="Symbol")],
+    interval: Annotated[str | None, typer.Option(help="Stored interval (default: finest)")] = None,
+    venue: Annotated[str | None, typer.Option(help="Venue")] = None,
+) -> None:
+    """Report gaps, bad prints and stale runs of a stored series (JSON)."""
+    report = _run(
+        lambda: _with_marketdata(lambda md: md.quality(symbol=symbol, venue=venue, interval=interval))
+    )
+    typer.echo(json.dumps(report, indent=2))
 
 
 def main() -> None:

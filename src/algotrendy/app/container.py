@@ -196,6 +196,10 @@ class Container:
             )
         if "jobs" in hosted:
             self._build_jobs()
+        if "marketdata" in hosted:
+            from algotrendy.app.marketdata import build_marketdata
+
+            build_marketdata(self)
 
     def _build_users(self) -> None:
         from algotrendy.services.users.mail import MailWorker
@@ -261,6 +265,10 @@ class Container:
         jobs = self.services.get("jobs")
         if jobs is not None:
             await jobs.start()
+        marketdata = self.services.get("marketdata")
+        if marketdata is not None:
+            await marketdata.store.open()
+            await marketdata.load_samples()
         for relay in self.relays:
             relay.start()
         log.info(
@@ -274,6 +282,12 @@ class Container:
     async def stop(self) -> None:
         for relay in self.relays:
             await relay.stop()
+        live = self.services.get("marketdata.live")
+        if live is not None:
+            await live.close()
+        marketdata = self.services.get("marketdata")
+        if marketdata is not None:
+            await marketdata.store.close()
         jobs = self.services.get("jobs")
         if jobs is not None:
             await jobs.stop()

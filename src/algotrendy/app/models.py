@@ -8,7 +8,7 @@ from algotrendy.db.base import metadata
 from algotrendy.db.inbox import inbox_table
 from algotrendy.db.outbox import outbox_table
 
-OUTBOXES = ("users", "jobs")
+OUTBOXES = ("users", "jobs", "marketdata")
 INBOXES = ("notifications",)
 
 
@@ -20,6 +20,7 @@ def all_metadata() -> MetaData:
         outbox_table(service)
     for service in INBOXES:
         inbox_table(service)
-    import algotrendy.services.jobs.store  # noqa: F401
+    import algotrendy.services.jobs.store
+    import algotrendy.services.marketdata.store  # noqa: F401
 
     return metadata

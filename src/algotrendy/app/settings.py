@@ -15,10 +15,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from algotrendy.gateway.settings import AuthSettings, GatewaySettings, _split_csv
 from algotrendy.services.jobs.settings import JobsSettings
+from algotrendy.services.marketdata.settings import MarketDataSettings
 from algotrendy.services.notifications.settings import NotificationsSettings
 from algotrendy.services.users.settings import UsersSettings
 
-SERVICES = ("users", "notifications", "jobs")
+SERVICES = ("users", "notifications", "jobs", "marketdata")
 """Services this build can host; ``all`` means every one of them."""
 
 
@@ -93,6 +94,7 @@ class Settings(BaseSettings):
     users: UsersSettings = Field(default_factory=UsersSettings)
     notifications: NotificationsSettings = Field(default_factory=NotificationsSettings)
     jobs: JobsSettings = Field(default_factory=JobsSettings)
+    marketdata: MarketDataSettings = Field(default_factory=MarketDataSettings)
 
     _csv = field_validator("services", mode="before")(_split_csv)
 

@@ -9,10 +9,10 @@ the session date at 00:00 UTC).
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from collections.abc import AsyncIterator
 from typing import Protocol
 
 import numpy as np
@@ -104,8 +104,14 @@ class Bars:
         return cls(np.empty(0, dtype=np.int64), z, z.copy(), z.copy(), z.copy(), z.copy())
 
     def slice(self, start: int, stop: int) -> Bars:
-        return Bars(self.ts[start:stop], self.open[start:stop], self.high[start:stop], self.low[start:stop],
-                    self.close[start:stop], self.volume[start:stop])
+        return Bars(
+            self.ts[start:stop],
+            self.open[start:stop],
+            self.high[start:stop],
+            self.low[start:stop],
+            self.close[start:stop],
+            self.volume[start:stop],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +137,9 @@ class BarStore(Protocol):
         """Write bars; returns how many rows were inserted or changed."""
         ...
 
-    async def read(self, key: SeriesKey, *, start: int | None = None, end: int | None = None,
-                   limit: int | None = None) -> Bars:
+    async def read(
+        self, key: SeriesKey, *, start: int | None = None, end: int | None = None, limit: int | None = None
+    ) -> Bars:
         """Bars of ``key`` in [start, end); with ``limit``, the last ``limit`` of them."""
         ...
 
@@ -148,7 +155,13 @@ class BarStore(Protocol):
 
     async def ping(self) -> None: ...
 
-    async def close(self) -> None: ...
+    async def open(self) -> None:
+        """Ready the store for use again after ``close`` (a no-op on an open store)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; the store refuses work until ``open`` is called."""
+        ...
 
 
 def to_ns(when: datetime) -> int:

@@ -101,15 +101,22 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def _allowed_methods(routes: list[Any], path: str) -> list[str]:
-    """Every method any route on ``path`` takes (Starlette names only the first route's)."""
-    methods: set[str] = set()
+    """Every method of the resource at ``path`` (Starlette names only the first route's). When a
+    route with a literal path matches, routes with parameters (``/{symbol}``) do not count."""
+    literal: set[str] = set()
+    templated: set[str] = set()
+    for route in _flat(routes):
+        if getattr(route, "methods", None) and route.path_regex.match(path):
+            (templated if route.param_convertors else literal).update(route.methods)
+    return sorted(literal or templated)
+
+
+def _flat(routes: list[Any]) -> list[Any]:
+    out: list[Any] = []
     for route in routes:
         included = getattr(route, "original_router", None)  # FastAPI nests included routers
-        if included is not None:
-            methods |= set(_allowed_methods(included.routes, path))
-        elif getattr(route, "methods", None) and route.path_regex.match(path):
-            methods |= set(route.methods)
-    return sorted(methods)
+        out.extend(_flat(included.routes) if included is not None else [route])
+    return out
 
 
 async def _unhandled(_request: Request, exc: Exception) -> Response:

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from algotrendy.app import cli
-from algotrendy.app.settings import Settings, load_settings, masked
+from algotrendy.app.settings import SERVICES, Settings, load_settings, masked
 from algotrendy.core.auth import Role, permissions_for
 from algotrendy.core.clock import SystemClock
 from algotrendy.core.errors import ConfigurationError, Unauthorized
@@ -304,7 +304,7 @@ def test_settings_env_values_are_validated(clean_env: pytest.MonkeyPatch) -> Non
     [
         ("users,notifications", ["users", "notifications"], ("users", "notifications")),
         (" Users , jobs ", ["users", "jobs"], ("users", "jobs")),
-        ("all", ["all"], ("users", "notifications", "jobs")),
+        ("all", ["all"], SERVICES),
         ('["notifications"]', ["notifications"], ("notifications",)),
     ],
 )
@@ -358,7 +358,7 @@ def test_masked_hides_url_passwords_and_secret_values(clean_env: pytest.MonkeyPa
     # without a password nothing is mangled, and the SQLite default is shown
     plain = masked(Settings(data_dir=tmp_path))
     assert plain["database_url"].startswith("sqlite+aiosqlite:///")
-    assert plain["hosted_services"] == ["users", "notifications", "jobs"]
+    assert plain["hosted_services"] == list(SERVICES)
 
 
 # ---- the CLI -----------------------------------------------------------------------------------

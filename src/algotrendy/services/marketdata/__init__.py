@@ -1,0 +1,1 @@
+"""Market data service: bars, indicators, chart styles, quality, live feeds, order books."""
