@@ -42,8 +42,8 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def wrk(url: str, seconds: int, headers: dict[str, str]) -> dict[str, float]:
-    args = ["wrk", "-t2", "-c64", f"-d{seconds}s", "--latency"]
+def wrk(url: str, seconds: int, headers: dict[str, str], *, connections: int = 64) -> dict[str, float]:
+    args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for k, v in headers.items():
         args += ["-H", f"{k}: {v}"]
     out = subprocess.run(

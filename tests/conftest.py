@@ -71,3 +71,4 @@ async def any_api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         return
     async with service_settings(tmp_path) as settings, running(settings) as a:
         yield a
+

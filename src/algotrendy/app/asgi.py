@@ -121,6 +121,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         try:
             yield
         finally:
+            gc.unfreeze()  # let what start-up allocated be collected again (tests start many apps)
             await container.stop()
             provider = getattr(_app.state, "tracer_provider", None)
             if provider is not None:
