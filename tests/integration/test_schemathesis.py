@@ -76,6 +76,8 @@ CONTENT_CHECKED = [
     "POST /api/v1/market-data/orderbook/{symbol}/snapshot",
     "POST /api/v1/market-data/realtime/subscribe",
     "GET /api/v1/market-data/quality/{symbol}",
+    "GET /api/v1/market-data/blockchain/{chain_id}/{token_address}",
+    "GET /api/v1/market-data/wallets/{chain_id}/{wallet_address}",
 ]
 POSITIVE_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
 

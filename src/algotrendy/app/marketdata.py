@@ -99,6 +99,15 @@ def build_marketdata(container: Container) -> None:
 
     from algotrendy.adapters.bars.files import read_bar_file
 
+    chain_data = None
+    if settings.marketdata.covalent_api_key is not None:
+        key = settings.marketdata.covalent_api_key.get_secret_value()
+
+        def chain_data() -> Any:
+            from algotrendy.adapters.sources.covalent import CovalentSource
+
+            return CovalentSource(api_key=key, base_url=settings.marketdata.source_urls.get("covalent"))
+
     service = MarketDataService(
         store=store,
         cache=container.cache,
@@ -107,6 +116,7 @@ def build_marketdata(container: Container) -> None:
         outbox=outbox,
         sessions=container.sessions,
         read_file=read_bar_file,
+        chain_data=chain_data,
         order_book=order_book,
     )
     container.services["marketdata"] = service

@@ -111,3 +111,36 @@ def test_download_sources_without_keys_say_what_to_set(tmp_path: Path, source: s
         tmp_path / "data", "data", "download", "--source", source, "--symbol", "SPY", "--since", "2020-01-01"
     )
     assert r.returncode == 1 and "ALGO_MARKETDATA__" in r.stderr
+
+
+async def test_on_chain_prices_and_wallet_balances(tmp_path: Path) -> None:
+    from tests.fakes.covalent import API_KEY, WALLET, WBTC, FakeCovalent
+
+    with FakeCovalent() as fake:
+        settings = make_settings(
+            tmp_path, marketdata={"source_urls": {"covalent": fake.url}, "covalent_api_key": API_KEY}
+        )
+        async with running(settings) as api:
+            _u, headers, _ = await api.user()
+            r = await api.client.get(
+                f"/api/v1/market-data/blockchain/1/{WBTC}",
+                headers=headers,
+                params={"start_date": "2021-01-01", "end_date": "2021-01-10"},
+            )
+            assert r.status_code == 200, r.text
+            prices = r.json()["prices"]
+            assert [p["date"] for p in prices][:2] == ["2021-01-01", "2021-01-02"] and len(prices) == 10
+            assert all(p["price"] > 0 for p in prices)
+            w = await api.client.get(f"/api/v1/market-data/wallets/1/{WALLET}", headers=headers)
+            assert w.status_code == 200, w.text
+            balances = w.json()["balances"]
+            assert any(b["native"] for b in balances) and any(b["spam"] for b in balances)
+            bad = await api.client.get("/api/v1/market-data/wallets/1/0xnothex", headers=headers)
+            assert bad.status_code == 422
+
+
+async def test_on_chain_data_without_a_key_is_a_clear_error(tmp_path: Path) -> None:
+    async with running(make_settings(tmp_path)) as api:
+        _u, headers, _ = await api.user()
+        r = await api.client.get("/api/v1/market-data/wallets/1/" + "0x" + "1" * 40, headers=headers)
+        assert r.status_code == 422 and "COVALENT_API_KEY" in r.json()["detail"]

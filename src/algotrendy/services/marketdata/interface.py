@@ -173,6 +173,36 @@ class OrderBookSnapshotRead(BaseModel):
     asks: list[tuple[float, float]]
 
 
+class TokenPricePoint(BaseModel):
+    date: str
+    price: float
+
+
+class TokenPricesRead(BaseModel):
+    chain_id: int
+    token_address: str
+    quote_currency: str
+    prices: list[TokenPricePoint]
+
+
+class TokenBalanceRead(BaseModel):
+    contract_address: str
+    symbol: str | None
+    name: str | None
+    decimals: int
+    balance: str = Field(description="Exact token amount (decimal string)")
+    quote_rate: float | None
+    quote: float | None
+    native: bool
+    spam: bool
+
+
+class WalletBalancesRead(BaseModel):
+    chain_id: int
+    wallet_address: str
+    balances: list[TokenBalanceRead]
+
+
 # ---- events ----------------------------------------------------------------------------------
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
@@ -29,7 +29,9 @@ from algotrendy.services.marketdata.interface import (
     SubscribeRequest,
     SubscriptionRead,
     SymbolRead,
+    TokenPricesRead,
     TransformRequest,
+    WalletBalancesRead,
 )
 from algotrendy.services.marketdata.live import LiveHub
 from algotrendy.services.marketdata.service import MarketDataService
@@ -181,6 +183,32 @@ async def snapshot(
 ) -> OrderBookSnapshotRead:
     """Fetch the exchange's order book now and store it."""
     return await md.snapshot_order_book(symbol=symbol, exchange=exchange, depth=depth)
+
+
+@router.get("/blockchain/{chain_id}/{token_address}")
+async def blockchain_prices(
+    chain_id: Annotated[int, Path(ge=1, le=10_000_000)],
+    token_address: Annotated[str, Path(pattern=r"^0x[0-9a-fA-F]{40}$")],
+    _user: Reader,
+    md: MarketData,
+    start_date: date,
+    end_date: date,
+) -> TokenPricesRead:
+    """Daily token prices on a chain (CovalentHQ; needs its API key)."""
+    return await md.get_blockchain_data(
+        chain_id=chain_id, token_address=token_address, start_date=start_date, end_date=end_date
+    )
+
+
+@router.get("/wallets/{chain_id}/{wallet_address}")
+async def wallet_balances(
+    chain_id: Annotated[int, Path(ge=1, le=10_000_000)],
+    wallet_address: Annotated[str, Path(pattern=r"^0x[0-9a-fA-F]{40}$")],
+    _user: Reader,
+    md: MarketData,
+) -> WalletBalancesRead:
+    """Token balances of a wallet (CovalentHQ; needs its API key)."""
+    return await md.get_wallet_balances(chain_id=chain_id, wallet_address=wallet_address)
 
 
 @router.websocket("/ws")

@@ -8,6 +8,7 @@ a per-series version that every write bumps, so new data invalidates old answers
 from __future__ import annotations
 
 import hashlib
+from datetime import date
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -37,7 +38,11 @@ from algotrendy.services.marketdata.interface import (
     OrderBookSnapshotRead,
     SeriesRead,
     SymbolRead,
+    TokenBalanceRead,
+    TokenPricePoint,
+    TokenPricesRead,
     TransformRequest,
+    WalletBalancesRead,
 )
 from algotrendy.services.marketdata.quality import assess
 from algotrendy.services.marketdata.settings import MarketDataSettings
@@ -60,6 +65,8 @@ SAMPLES: tuple[tuple[str, str, str, str, AssetType], ...] = (
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_data"
 
 FileReader = Callable[[Path], Bars]
+ChainData = Any
+"""The on-chain data source (CovalentHQ adapter): ``get_blockchain_data``, ``get_wallet_balances``."""
 OrderBookFetcher = Callable[
     [str, str, int], Awaitable[tuple[int, list[tuple[float, float]], list[tuple[float, float]]]]
 ]
@@ -89,6 +96,7 @@ class MarketDataService:
         sessions: async_sessionmaker[AsyncSession],
         read_file: FileReader,
         order_book: OrderBookFetcher | None = None,
+        chain_data: Callable[[], ChainData] | None = None,
     ) -> None:
         self._store = store
         self._cache = cache
@@ -98,6 +106,7 @@ class MarketDataService:
         self._db = sessions
         self._read_file = read_file
         self._order_book = order_book
+        self._chain_data = chain_data
         self._catalog: list[SeriesInfo] | None = None
 
     @property
@@ -360,6 +369,60 @@ class MarketDataService:
         self._catalog = None
         log.info("marketdata.samples_loaded", bars=total, series=len(SAMPLES))
         return total
+
+    # ---- on-chain data (spec: get_blockchain_data / get_wallet_balances) ------------------------
+
+    def _chain(self) -> ChainData:
+        if self._chain_data is None:
+            raise Invalid(
+                "on-chain data needs ALGO_MARKETDATA__COVALENT_API_KEY", field="chain_id", code="no_source"
+            )
+        return self._chain_data()
+
+    async def get_blockchain_data(
+        self, *, chain_id: int, token_address: str, start_date: date, end_date: date
+    ) -> TokenPricesRead:
+        """Daily prices of a token from CovalentHQ."""
+        source = self._chain()
+        try:
+            series = await source.get_blockchain_data(chain_id, token_address, start_date, end_date)
+        finally:
+            await source.close()
+        stamps = [sx.ns_to_datetime(int(t)).date().isoformat() for t in series.ts]
+        return TokenPricesRead(
+            chain_id=chain_id,
+            token_address=token_address.lower(),
+            quote_currency=series.quote_currency,
+            prices=[
+                TokenPricePoint(date=d, price=float(p)) for d, p in zip(stamps, series.price, strict=True)
+            ],
+        )
+
+    async def get_wallet_balances(self, *, chain_id: int, wallet_address: str) -> WalletBalancesRead:
+        """Token balances of a wallet from CovalentHQ."""
+        source = self._chain()
+        try:
+            balances = await source.get_wallet_balances(chain_id, wallet_address)
+        finally:
+            await source.close()
+        return WalletBalancesRead(
+            chain_id=chain_id,
+            wallet_address=wallet_address.lower(),
+            balances=[
+                TokenBalanceRead(
+                    contract_address=b.contract_address,
+                    symbol=b.symbol,
+                    name=b.name,
+                    decimals=b.decimals,
+                    balance=format(b.balance, "f"),
+                    quote_rate=b.quote_rate,
+                    quote=b.quote,
+                    native=b.native,
+                    spam=b.spam,
+                )
+                for b in balances.values()
+            ],
+        )
 
     # ---- order books --------------------------------------------------------------------------
 
