@@ -71,4 +71,3 @@ async def any_api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         return
     async with service_settings(tmp_path) as settings, running(settings) as a:
         yield a
-

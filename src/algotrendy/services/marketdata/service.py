@@ -8,9 +8,9 @@ a per-series version that every write bumps, so new data invalidates old answers
 from __future__ import annotations
 
 import hashlib
-from datetime import date
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
