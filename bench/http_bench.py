@@ -56,14 +56,9 @@ def wrk(url: str, seconds: int, headers: dict[str, str], *, connections: int = 6
     return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "non2xx": float(non2xx.group(1)) if non2xx else 0.0}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--seconds", type=int, default=10)
-    ap.add_argument("--access-log", action="store_true", help="keep the per-request access log on")
-    args = ap.parse_args()
-    if not shutil.which("wrk"):
-        sys.exit("wrk is not installed (apt-get install wrk)")
+def start_server(*, access_log: bool = False) -> tuple[subprocess.Popen[bytes], str, str]:
+    """``algotrendy serve`` on a fresh data dir, rate limits out of the way, one user registered
+    (username ``bench``); returns the process, its base URL and the password."""
     tmp = Path(tempfile.mkdtemp(prefix="algo-bench-"))
     port = free_port()
     env = {
@@ -75,8 +70,8 @@ def main() -> None:
         "ALGO_GATEWAY__USER_RATE_PER_MINUTE": "1e12",
         "ALGO_GATEWAY__AUTH_BURST": "1e9",
         "ALGO_GATEWAY__AUTH_RATE_PER_MINUTE": "1e12",
-        "ALGO_LOG__ACCESS_LOG": "true" if args.access_log else "false",
-        "ALGO_LOG__LEVEL": "INFO" if args.access_log else "WARNING",
+        "ALGO_LOG__ACCESS_LOG": "true" if access_log else "false",
+        "ALGO_LOG__LEVEL": "INFO" if access_log else "WARNING",
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "algotrendy", "serve", "--port", str(port)],
@@ -85,19 +80,31 @@ def main() -> None:
         stderr=(tmp / "server.log").open("wb"),
     )
     base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(base + "/ready", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    password = uuid.uuid4().hex
+    httpx.post(
+        base + "/api/v1/users/register",
+        json={"email": "bench@example.com", "username": "bench", "password": password},
+    ).raise_for_status()
+    return server, base, password
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--access-log", action="store_true", help="keep the per-request access log on")
+    args = ap.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is not installed (apt-get install wrk)")
+    server, base, password = start_server(access_log=args.access_log)
     try:
-        for _ in range(100):
-            try:
-                if httpx.get(base + "/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        password = uuid.uuid4().hex
-        httpx.post(
-            base + "/api/v1/users/register",
-            json={"email": "bench@example.com", "username": "bench", "password": password},
-        ).raise_for_status()
         logins = []
         for _ in range(30):
             t0 = time.perf_counter()
@@ -134,7 +141,6 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(15)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

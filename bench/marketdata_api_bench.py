@@ -12,21 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.procs import free_port
 
-from bench.http_bench import wrk
+from bench.http_bench import start_server, wrk
 
 QUERY = "/api/v1/market-data/SPY?interval=1d&limit=1000&indicators=rsi,macd,bbands"
 
@@ -36,38 +31,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--seconds", type=int, default=10)
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="algo-mdbench-"))
-    port = free_port()
-    env = {
-        **os.environ,
-        "ALGO_DATA_DIR": str(tmp / "data"),
-        "ALGO_GATEWAY__IP_BURST": "1e9",
-        "ALGO_GATEWAY__IP_RATE_PER_MINUTE": "1e12",
-        "ALGO_GATEWAY__USER_BURST": "1e9",
-        "ALGO_GATEWAY__USER_RATE_PER_MINUTE": "1e12",
-        "ALGO_LOG__ACCESS_LOG": "false",
-        "ALGO_LOG__LEVEL": "WARNING",
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "algotrendy", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp / "server.log").open("wb"),
-    )
-    base = f"http://127.0.0.1:{port}"
+    server, base, password = start_server()
     try:
-        for _ in range(200):
-            try:
-                if httpx.get(base + "/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        password = uuid.uuid4().hex
-        httpx.post(
-            base + "/api/v1/users/register",
-            json={"email": "b@example.com", "username": "bench", "password": password},
-        ).raise_for_status()
         token = httpx.post(base + "/auth/login", json={"username": "bench", "password": password}).json()[
             "access_token"
         ]

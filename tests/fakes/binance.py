@@ -104,54 +104,7 @@ class FakeBinance(FakeServer):
     async def exchange_info(self, _request: web.Request) -> web.Response:
         symbols = []
         for name, (base, quote) in SYMBOLS.items():
-            symbols.append(
-                {
-                    "symbol": name,
-                    "status": "TRADING",
-                    "baseAsset": base,
-                    "baseAssetPrecision": 8,
-                    "quoteAsset": quote,
-                    "quotePrecision": 8,
-                    "quoteAssetPrecision": 8,
-                    "baseCommissionPrecision": 8,
-                    "quoteCommissionPrecision": 8,
-                    "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
-                    "icebergAllowed": True,
-                    "ocoAllowed": True,
-                    "otoAllowed": True,
-                    "quoteOrderQtyMarketAllowed": True,
-                    "allowTrailingStop": True,
-                    "cancelReplaceAllowed": True,
-                    "isSpotTradingAllowed": True,
-                    "isMarginTradingAllowed": True,
-                    "filters": [
-                        {
-                            "filterType": "PRICE_FILTER",
-                            "minPrice": "0.01000000",
-                            "maxPrice": "1000000.00000000",
-                            "tickSize": "0.01000000",
-                        },
-                        {
-                            "filterType": "LOT_SIZE",
-                            "minQty": "0.00001000",
-                            "maxQty": "9000.00000000",
-                            "stepSize": "0.00001000",
-                        },
-                        {
-                            "filterType": "NOTIONAL",
-                            "minNotional": "5.00000000",
-                            "applyMinToMarket": True,
-                            "maxNotional": "9000000.00000000",
-                            "applyMaxToMarket": False,
-                            "avgPriceMins": 5,
-                        },
-                    ],
-                    "permissions": [],
-                    "permissionSets": [["SPOT", "MARGIN"]],
-                    "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
-                    "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
-                }
-            )
+            symbols.append(symbol_info(name, base, quote))
         return web.json_response(
             {
                 "timezone": "UTC",
@@ -291,3 +244,53 @@ class FakeBinance(FakeServer):
             else:
                 bids[min(fault.row, limit - 1)][1] = "-1.00000000"
         return web.json_response({"lastUpdateId": 48_913_378_517, "bids": bids, "asks": asks})
+
+
+def symbol_info(symbol: str, base: str, quote: str) -> dict[str, Any]:
+    """One entry of Binance's ``exchangeInfo.symbols`` (spot, as the real API answers)."""
+    return {
+        "symbol": symbol,
+        "status": "TRADING",
+        "baseAsset": base,
+        "baseAssetPrecision": 8,
+        "quoteAsset": quote,
+        "quotePrecision": 8,
+        "quoteAssetPrecision": 8,
+        "baseCommissionPrecision": 8,
+        "quoteCommissionPrecision": 8,
+        "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
+        "icebergAllowed": True,
+        "ocoAllowed": True,
+        "otoAllowed": True,
+        "quoteOrderQtyMarketAllowed": True,
+        "allowTrailingStop": True,
+        "cancelReplaceAllowed": True,
+        "isSpotTradingAllowed": True,
+        "isMarginTradingAllowed": True,
+        "filters": [
+            {
+                "filterType": "PRICE_FILTER",
+                "minPrice": "0.01000000",
+                "maxPrice": "1000000.00000000",
+                "tickSize": "0.01000000",
+            },
+            {
+                "filterType": "LOT_SIZE",
+                "minQty": "0.00001000",
+                "maxQty": "9000.00000000",
+                "stepSize": "0.00001000",
+            },
+            {
+                "filterType": "NOTIONAL",
+                "minNotional": "5.00000000",
+                "applyMinToMarket": True,
+                "maxNotional": "9000000.00000000",
+                "applyMaxToMarket": False,
+                "avgPriceMins": 5,
+            },
+        ],
+        "permissions": [],
+        "permissionSets": [["SPOT", "MARGIN"]],
+        "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
+        "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
+    }
