@@ -188,7 +188,17 @@ async def test_every_non_public_route_answers_401_without_a_token(api: Api) -> N
     for (method, path), _op in sorted(ops.items()):
         if (method, path) in PUBLIC:
             continue
-        url = fill(path, user_id=dummy, session_id=dummy, job_id=dummy, symbol="SPY", subscription_id="sub_x")
+        url = fill(
+            path,
+            user_id=dummy,
+            session_id=dummy,
+            job_id=dummy,
+            symbol="SPY",
+            subscription_id="sub_x",
+            chain_id="1",
+            token_address="0x" + "1" * 40,
+            wallet_address="0x" + "2" * 40,
+        )
         for headers in ({}, {"Authorization": "Bearer not-a-token"}):
             r = await api.client.request(
                 method, url, headers=headers, json={} if method in {"POST", "PUT", "PATCH"} else None
