@@ -7,6 +7,7 @@ dependencies here and nowhere else.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from algotrendy.gateway.keys import KeyRing, write_secret_file
 from algotrendy.gateway.tokens import TokenCodec
 
 log = structlog.get_logger(__name__)
+
+STOP_TIMEOUT = 20.0
 
 
 def _bus(settings: Settings) -> Bus:
@@ -280,26 +283,32 @@ class Container:
         )
 
     async def stop(self) -> None:
-        for relay in self.relays:
-            await relay.stop()
-        live = self.services.get("marketdata.live")
-        if live is not None:
-            await live.close()
+        """Stop everything in reverse dependency order. Each part gets ``STOP_TIMEOUT`` seconds:
+        a part that hangs is logged and left behind, so shutdown always finishes (a SIGTERM
+        has a grace period, and nothing is lost: unsent events stay in the outbox)."""
+        steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            (f"relay:{r.name}", r.stop) for r in self.relays
+        ]
+        for name, method in (
+            ("marketdata.live", "close"),
+            ("jobs", "stop"),
+            ("notifications", "unsubscribe"),
+            ("users.mail", "stop"),
+        ):
+            service = self.services.get(name)
+            if service is not None:
+                steps.append((name, getattr(service, method)))
         marketdata = self.services.get("marketdata")
         if marketdata is not None:
-            await marketdata.store.close()
-        jobs = self.services.get("jobs")
-        if jobs is not None:
-            await jobs.stop()
-        notifications = self.services.get("notifications")
-        if notifications is not None:
-            await notifications.unsubscribe()
-        worker = self.services.get("users.mail")
-        if worker is not None:
-            await worker.stop()
-        await self.bus.close()
-        await self.cache.close()
-        await self.engine.dispose()
+            steps.append(("marketdata.store", marketdata.store.close))
+        steps += [("bus", self.bus.close), ("cache", self.cache.close), ("database", self.engine.dispose)]
+        for name, step in steps:
+            try:
+                await asyncio.wait_for(step(), STOP_TIMEOUT)
+            except TimeoutError:
+                log.error("container.stop_timeout", part=name, seconds=STOP_TIMEOUT)
+            except Exception as exc:
+                log.error("container.stop_failed", part=name, error=type(exc).__name__)
 
     async def readiness(self) -> dict[str, str]:
         checks: dict[str, str] = {}

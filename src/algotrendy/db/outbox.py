@@ -124,6 +124,11 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._last_purge = 0.0
         self._on_published = on_published
+        self._stopping = False
+
+    @property
+    def name(self) -> str:
+        return self._table.name
 
     async def run_once(self) -> int:
         """Publish one batch of unsent rows in id order; returns how many were published.
@@ -203,7 +208,7 @@ class OutboxRelay:
             pass
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 n = await self.run_once()
             except asyncio.CancelledError:
@@ -211,18 +216,26 @@ class OutboxRelay:
             except Exception as exc:
                 log.error("outbox.relay_error", table=self._table.name, error=repr(exc)[:300])
                 n = 0
-            if n < self._batch:
+            if n < self._batch and not self._stopping:
                 await self._outbox.wait(self._poll)
 
     def start(self) -> None:
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.get_running_loop().create_task(
                 self._loop(), name=f"relay:{self._table.name}"
             )
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def stop(self, grace: float = 10.0) -> None:
+        """Let the batch in flight finish (a publish is never cut between the bus accepting an
+        event and the row being marked), then end the loop; cancel only after ``grace``."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping = True
+        self._outbox.wake()
+        done, _ = await asyncio.wait({task}, timeout=grace)
+        if not done:
+            log.warning("outbox.relay_stop_forced", table=self._table.name, grace=grace)
+            task.cancel()
+            await asyncio.wait({task}, timeout=2.0)
