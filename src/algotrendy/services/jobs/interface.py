@@ -123,8 +123,23 @@ class JobCancelled(BaseException):
     """Raised by ``JobContext.progress`` once cancellation was requested.
 
     A ``BaseException`` (like ``asyncio.CancelledError``) so that ``except Exception`` in job code
-    does not swallow it; use ``try/finally`` for clean-up and let it propagate.
+    does not swallow it; use ``try/finally`` for clean-up and let it propagate. Job code may
+    re-raise it as ``JobCancelled(partial=...)`` to keep what it computed so far (stored as the
+    cancelled job's result).
     """
+
+    def __init__(self, *, partial: Any = None) -> None:
+        super().__init__()
+        self.partial = partial
+
+
+class JobFailed(Exception):
+    """Raise to fail a job yet keep its partial results: ``partial`` (JSON) becomes its result and
+    ``message`` its error."""
+
+    def __init__(self, message: str, *, partial: Any = None) -> None:
+        super().__init__(message)
+        self.partial = partial
 
 
 class ProgressChannel(Protocol):

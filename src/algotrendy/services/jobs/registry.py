@@ -14,7 +14,7 @@ import re
 from typing import Any, Literal, TypedDict
 
 from algotrendy.core.errors import ConfigurationError
-from algotrendy.services.jobs.interface import JobCancelled, JobContext, JobFunction, ProgressChannel
+from algotrendy.services.jobs.interface import JobCancelled, JobContext, JobFailed, JobFunction, ProgressChannel
 
 KIND_PATTERN = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")
 MAX_KIND_LENGTH = 100
@@ -85,16 +85,31 @@ def execute_job(fn: JobFunction, params: dict[str, Any], channel: ProgressChanne
     ctx = JobContext(channel)
     try:
         result = fn(params, ctx)
-    except JobCancelled:
-        return {"status": "cancelled"}
+    except JobCancelled as exc:
+        return _with_partial({"status": "cancelled"}, exc.partial)
+    except JobFailed as exc:
+        return _with_partial({"status": "failed", "error": str(exc)[:MAX_ERROR_LENGTH]}, exc.partial)
     except (Exception, SystemExit) as exc:
         return {"status": "failed", "error": describe_error(exc)}
     try:
-        # Strict JSON (no NaN/Infinity: PostgreSQL refuses them), round-tripped to plain types.
-        result = json.loads(json.dumps(result, allow_nan=False))
+        result = _strict_json(result)
     except (TypeError, ValueError) as exc:
         return {"status": "failed", "error": f"ResultNotJSON: {exc}"[:MAX_ERROR_LENGTH]}
     return {"status": "succeeded", "result": result}
+
+
+def _strict_json(value: Any) -> Any:
+    """Strict JSON (no NaN/Infinity: PostgreSQL refuses them), round-tripped to plain types."""
+    return json.loads(json.dumps(value, allow_nan=False))
+
+
+def _with_partial(outcome: JobOutcome, partial: Any) -> JobOutcome:
+    if partial is not None:
+        try:
+            outcome["result"] = _strict_json(partial)
+        except (TypeError, ValueError):
+            pass  # partial results are a courtesy: never let them turn into a second failure
+    return outcome
 
 
 def estimate_eta(elapsed: float, fraction: float) -> float | None:

@@ -347,8 +347,9 @@ def _final_values(outcome: Any) -> tuple[JobStatus, dict[str, Any]]:
     kind = outcome.get("status") if isinstance(outcome, dict) else None
     if kind == "succeeded":
         return JobStatus.SUCCEEDED, {"result": outcome.get("result"), "progress": 1.0}
+    partial = {"result": outcome["result"]} if isinstance(outcome, dict) and "result" in outcome else {}
     if kind == "cancelled":
-        return JobStatus.CANCELLED, {}
+        return JobStatus.CANCELLED, partial
     if kind == "failed":
-        return JobStatus.FAILED, {"error": str(outcome.get("error") or "failed")}
+        return JobStatus.FAILED, {"error": str(outcome.get("error") or "failed"), **partial}
     return JobStatus.FAILED, {"error": f"BadOutcome: executor returned {type(outcome).__name__}"}

@@ -19,7 +19,7 @@ from algotrendy.core.events import Envelope
 from algotrendy.db.base import metadata
 from algotrendy.db.engine import make_engine, make_sessionmaker
 from algotrendy.db.outbox import Outbox, outbox_table
-from algotrendy.services.jobs.interface import JobContext
+from algotrendy.services.jobs.interface import JobCancelled, JobContext, JobFailed
 from algotrendy.services.jobs.registry import JobRegistry
 from algotrendy.services.jobs.service import JobsService
 from algotrendy.services.jobs.settings import JobsSettings
@@ -32,6 +32,22 @@ FRACTIONS: dict[str, float] = {}
 
 def gate(name: str) -> threading.Event:
     return GATES.setdefault(name, threading.Event())
+
+
+def fail_with_partial(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    done = [1, 2]
+    raise JobFailed("window 3 has no data", partial={"done": done})
+
+
+def cancel_with_partial(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    done: list[int] = []
+    try:
+        for i in range(10):
+            ctx.progress(i / 10)
+            done.append(i)
+    except JobCancelled:
+        raise JobCancelled(partial={"done": done}) from None
+    return {"done": done}
 
 
 def add(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:

@@ -111,6 +111,16 @@ def test_execute_job_reports_cancellation_as_an_outcome() -> None:
     assert execute_job(fakes.add, {"a": 1, "b": 1}, Channel(cancelled=True)) == {"status": "cancelled"}
 
 
+def test_a_failed_job_keeps_its_partial_results() -> None:
+    outcome = execute_job(fakes.fail_with_partial, {}, Channel())
+    assert outcome == {"status": "failed", "error": "window 3 has no data", "result": {"done": [1, 2]}}
+
+
+def test_a_cancelled_job_may_keep_its_partial_results() -> None:
+    outcome = execute_job(fakes.cancel_with_partial, {}, Channel(cancelled=True))
+    assert outcome == {"status": "cancelled", "result": {"done": []}}
+
+
 def test_execute_job_refuses_a_result_that_is_not_json() -> None:
     outcome = execute_job(fakes.not_json, {}, Channel())
     assert outcome["status"] == "failed" and outcome["error"].startswith("ResultNotJSON:")
