@@ -86,3 +86,27 @@ async def test_batch_transform_quality(md: Any) -> None:
     assert t.count == 2
     q = await md.quality(symbol="MSFT", venue=None, interval=None)
     assert q["violations"]["total"] == 2
+
+
+async def test_read_bars_returns_whole_series_as_numpy(md: Any, app: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime
+
+    import numpy as np
+
+    from algotrendy.services.marketdata import client
+
+    monkeypatch.setattr(client, "PAGE_BARS", 200)  # several pages on the client side
+    local = app.app.state.services["marketdata"]
+    start, end = datetime(2015, 1, 1, tzinfo=UTC), datetime(2024, 1, 1, tzinfo=UTC)
+    got = await md.read_bars(symbol="aapl", interval="1d", start=start, end=end)
+    want = await local.read_bars(symbol="AAPL", interval="1d", start=start, end=end)
+    assert got.symbol == "AAPL" and got.interval == "1d" and len(got.bars) == len(want.bars) > 700
+    np.testing.assert_array_equal(got.bars.ts, want.bars.ts)
+    np.testing.assert_array_equal(got.bars.close, want.bars.close)
+    whole = await md.read_bars(symbol="BTC/USDT", venue="BINANCE", interval="4h")
+    assert whole.interval == "4h" and len(whole.bars) > 1000
+    with pytest.raises(NotFound):
+        await md.read_bars(symbol="NOPE")
+    with pytest.raises(Invalid) as bad:
+        await md.read_bars(symbol="AAPL", start=end, end=start)
+    assert bad.value.field == "end_date"

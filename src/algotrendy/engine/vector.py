@@ -465,7 +465,7 @@ def sweep(
     raises (a cancelled job) stops the sweep.
     """
     n = len(bars)
-    years = (float(bars.ts[-1] - bars.ts[0]) / (365.25 * 86_400e9)) if n > 1 else 0.0
+    years = n / periods_per_year  # as engine.metrics: one return per bar, counted from the capital
     ohlc = _ohlc(bars)
     out = np.full((count, len(STAT_NAMES)), np.nan)
     workers = workers or os.cpu_count() or 1

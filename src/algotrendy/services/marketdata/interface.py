@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints
 
 from algotrendy.core.events import Event
-from algotrendy.core.market import AssetType
+from algotrendy.core.market import AssetType, Bars
 
 SymbolText = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9^._/:-]+$")]
 Interval = Annotated[str, StringConstraints(pattern=r"^\d+(m|h|d|w)$")]
@@ -231,8 +232,32 @@ class BarClosed(Event):
     volume: float
 
 
+@dataclass(frozen=True, slots=True)
+class BarSeries:
+    """Bars as numpy columns for research (backtests, ML), with what identifies them."""
+
+    symbol: str
+    venue: str
+    interval: str
+    asset_type: AssetType
+    bars: Bars
+
+
 class MarketDataApi(Protocol):
     async def get_bars(self, *, query: BarsQuery) -> SeriesRead: ...
+    async def read_bars(
+        self,
+        *,
+        symbol: str,
+        venue: str | None = None,
+        interval: str = "1d",
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> BarSeries:
+        """Every bar of the series in ``[start, end)`` (resampled to ``interval`` when finer bars
+        are stored); ``NotFound`` for an unknown symbol."""
+        ...
+
     async def batch(self, *, request: BatchRequest) -> BatchResponse: ...
     async def transform(self, *, request: TransformRequest) -> SeriesRead: ...
     async def symbols(self, *, symbol: str | None = None) -> list[SymbolRead]: ...

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from algotrendy.indicators.charts import CHART_STYLES
 from algotrendy.services.marketdata import series as sx
 from algotrendy.services.marketdata.download import BarSource, DownloadResult, Progress, download
 from algotrendy.services.marketdata.interface import (
+    BarSeries,
     BarsQuery,
     BatchRequest,
     BatchResponse,
@@ -256,6 +257,27 @@ class MarketDataService:
         resolved = sx.resolve(await self.catalog(), symbol=symbol, venue=venue, interval=interval)
         bars = await self._store.read(resolved.key, start=start, end=end)
         return resolved, sx.shape(bars, resolved, asset_type=resolved.info.asset_type)
+
+    async def read_bars(
+        self,
+        *,
+        symbol: str,
+        venue: str | None = None,
+        interval: str = "1d",
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> BarSeries:
+        if start is not None and end is not None and end <= start:
+            raise Invalid("end must be after start", field="end_date", code="bad_window")
+        resolved, bars = await self.read(
+            symbol=symbol,
+            venue=venue,
+            interval=interval,
+            start=None if start is None else sx.datetime_to_ns(start),
+            end=None if end is None else sx.datetime_to_ns(end),
+        )
+        info = resolved.info
+        return BarSeries(info.key.symbol, info.key.venue, resolved.target.label, info.asset_type, bars)
 
     async def quality(self, *, symbol: str, venue: str | None, interval: str | None) -> dict[str, Any]:
         rows = [r for r in await self.catalog() if r.key.symbol == sx.normalize_symbol(symbol)]
