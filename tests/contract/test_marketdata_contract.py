@@ -88,7 +88,9 @@ async def test_batch_transform_quality(md: Any) -> None:
     assert q["violations"]["total"] == 2
 
 
-async def test_read_bars_returns_whole_series_as_numpy(md: Any, app: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_read_bars_returns_whole_series_as_numpy(
+    md: Any, app: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from datetime import UTC, datetime
 
     import numpy as np

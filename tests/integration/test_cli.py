@@ -39,6 +39,9 @@ def test_help_everywhere(tmp_path: Path) -> None:
         ["users", "create"],
         ["users", "outbox"],
         ["keys", "rotate"],
+        ["strategies"],
+        ["strategies", "create"],
+        ["strategies", "validate"],
     ):
         r = cli(tmp_path, *args, "--help")
         assert r.returncode == 0, (args, r.stderr)

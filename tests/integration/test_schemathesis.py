@@ -78,6 +78,19 @@ CONTENT_CHECKED = [
     "GET /api/v1/market-data/quality/{symbol}",
     "GET /api/v1/market-data/blockchain/{chain_id}/{token_address}",
     "GET /api/v1/market-data/wallets/{chain_id}/{wallet_address}",
+    # strategies: templates are checked for meaning (indicators, conditions, parameter ranges),
+    # and names are unique per owner (409)
+    "POST /api/v1/strategies",
+    "PUT /api/v1/strategies/{strategy_id}",
+    # backtests: templates, parameter values and spaces, date ranges and the bars they select are
+    # checked for meaning (no data, too short for the warm-up, too many combinations: 422)
+    "POST /api/v1/backtest",
+    "POST /api/v1/backtest/optimize",
+    "POST /api/v1/backtest/walk-forward",
+    "POST /api/v1/backtest/monte-carlo",
+    "POST /api/v1/backtest/compare",
+    "POST /api/v1/strategies/{strategy_id}/backtest",
+    "POST /api/v1/strategies/{strategy_id}/optimize",
 ]
 POSITIVE_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
 

@@ -71,6 +71,16 @@ def _mount_routers(app: FastAPI, hosted: tuple[str, ...]) -> None:
         from algotrendy.services.marketdata.router import router as marketdata_router
 
         app.include_router(marketdata_router)
+    if "strategies" in hosted:
+        from algotrendy.services.strategies.router import router as strategies_router
+
+        app.include_router(strategies_router)
+    if "backtest" in hosted:
+        from algotrendy.services.backtest.router import router as backtest_router
+        from algotrendy.services.backtest.router import strategy_router as backtest_strategy_router
+
+        app.include_router(backtest_router)
+        app.include_router(backtest_strategy_router)
 
 
 def _platform_routes(app: FastAPI, container: Container) -> None:

@@ -12,7 +12,9 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from algotrendy.app.backtest_cli import backtest_app
 from algotrendy.app.settings import Settings, load_settings, masked
+from algotrendy.app.strategies_cli import strategies_app
 from algotrendy.core.errors import AlgoTrendyError
 
 T = TypeVar("T")
@@ -30,6 +32,8 @@ app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 data_app = typer.Typer(help="Market data: import, download, inspect.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.add_typer(strategies_app, name="strategies")
+app.add_typer(backtest_app, name="backtest")
 
 
 def _settings(**overrides: Any) -> Settings:

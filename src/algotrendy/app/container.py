@@ -203,6 +203,12 @@ class Container:
             from algotrendy.app.marketdata import build_marketdata
 
             build_marketdata(self)
+        if "strategies" in hosted:
+            self._build_strategies()
+        if "backtest" in hosted:
+            from algotrendy.app.backtest import build_backtest
+
+            build_backtest(self)
 
     def _build_users(self) -> None:
         from algotrendy.services.users.mail import MailWorker
@@ -233,6 +239,15 @@ class Container:
             mail_worker=worker,
         )
         self.services["users.mail"] = worker
+        self.relays.append(self._relay(outbox))
+
+    def _build_strategies(self) -> None:
+        from algotrendy.services.strategies.service import StrategiesService
+
+        outbox = Outbox(service="strategies", clock=self.clock)
+        self.services["strategies"] = StrategiesService(
+            sessions=self.sessions, clock=self.clock, settings=self.settings.strategies, outbox=outbox
+        )
         self.relays.append(self._relay(outbox))
 
     def _relay(self, outbox: Outbox) -> OutboxRelay:
@@ -272,6 +287,9 @@ class Container:
         if marketdata is not None:
             await marketdata.store.open()
             await marketdata.load_samples()
+        backtest = self.services.get("backtest")
+        if backtest is not None:
+            await backtest.subscribe(self.bus)
         for relay in self.relays:
             relay.start()
         log.info(
@@ -291,6 +309,7 @@ class Container:
         ]
         for name, method in (
             ("marketdata.live", "close"),
+            ("backtest", "unsubscribe"),
             ("jobs", "stop"),
             ("notifications", "unsubscribe"),
             ("users.mail", "stop"),

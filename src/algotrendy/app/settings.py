@@ -14,12 +14,14 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from algotrendy.gateway.settings import AuthSettings, GatewaySettings, _split_csv
+from algotrendy.services.backtest.settings import BacktestSettings
 from algotrendy.services.jobs.settings import JobsSettings
 from algotrendy.services.marketdata.settings import MarketDataSettings
 from algotrendy.services.notifications.settings import NotificationsSettings
+from algotrendy.services.strategies.settings import StrategiesSettings
 from algotrendy.services.users.settings import UsersSettings
 
-SERVICES = ("users", "notifications", "jobs", "marketdata")
+SERVICES = ("users", "notifications", "jobs", "marketdata", "strategies", "backtest")
 """Services this build can host; ``all`` means every one of them."""
 
 
@@ -95,6 +97,8 @@ class Settings(BaseSettings):
     notifications: NotificationsSettings = Field(default_factory=NotificationsSettings)
     jobs: JobsSettings = Field(default_factory=JobsSettings)
     marketdata: MarketDataSettings = Field(default_factory=MarketDataSettings)
+    strategies: StrategiesSettings = Field(default_factory=StrategiesSettings)
+    backtest: BacktestSettings = Field(default_factory=BacktestSettings)
 
     _csv = field_validator("services", mode="before")(_split_csv)
 

@@ -237,7 +237,7 @@ class EventBacktest:
                     if order.status.is_open:
                         active[order.symbol].append(order)
                 self._incoming = []
-            for s in symbols:
+            for s in symbols if rows is None else sorted(symbols, key=self._exits_last):
                 row = step if rows is None else rows[s][step]
                 if row >= 0:
                     cur[s] = row
@@ -275,6 +275,12 @@ class EventBacktest:
             warmup=int(getattr(strategy, "warmup", 0)),
         )
 
+    def _exits_last(self, s: str) -> bool:
+        """Sort key: symbols with a market order that reduces their position are matched first,
+        so the cash a rebalance frees funds the entries on the same open."""
+        q = self._positions[s].quantity
+        return not any(o.type is OrderType.MARKET and o.side.sign * q < 0 for o in self._active[s])
+
     def _match_symbol(self, s: str, row: int) -> None:
         o, h, lo = self._o[s][row], self._h[s][row], self._l[s][row]
         orders = self._active[s]
@@ -286,6 +292,9 @@ class EventBacktest:
                 break
             fresh = [b for b in self._brackets if b.status.is_open]
             self._brackets = []
+            # an order for another symbol placed in ``on_fill`` waits for that symbol's next step
+            self._incoming.extend(b for b in fresh if b.symbol != s)
+            fresh = [b for b in fresh if b.symbol == s]
             fresh.sort(key=_priority)
             self._match(fresh, s, row, o, h, lo, at_open=False)
             orders.extend(b for b in fresh if b.status.is_open)
@@ -338,8 +347,9 @@ class EventBacktest:
         self._fills += 1
         fill = Fill(f"f{self._fills}", order.id, s, order.side, qty, price, fee, row, self._now)
         order.apply_fill(fill)
-        if order.status is OrderStatus.PARTIAL_FILL and order.reduce_only:
-            order.transition(OrderStatus.CANCELLED, "position closed")
+        if order.status is OrderStatus.PARTIAL_FILL:  # capped: the rest cannot fill, it does not rest
+            reason = "position closed" if order.reduce_only else "insufficient buying power"
+            order.transition(OrderStatus.CANCELLED, reason)
         notional = qty * price
         if sign > 0:
             self._cash -= notional + fee
@@ -355,7 +365,7 @@ class EventBacktest:
                     other.transition(OrderStatus.CANCELLED, "one-cancels-other")
         if pos.quantity == 0:
             for other in (*self._active[s], *self._brackets):
-                if other.reduce_only and other.status.is_open and other is not order:
+                if other.reduce_only and other.status.is_open and other is not order and other.symbol == s:
                     other.transition(OrderStatus.CANCELLED, "position closed")
         self._in_fill = True
         self._fill_price = price
@@ -370,24 +380,27 @@ class EventBacktest:
         """Cap an order that adds exposure at what buying power allows."""
         cfg = self.config
         q = pos.quantity
-        if q * sign < 0:  # reduces first: only the part beyond flat needs buying power
-            beyond = qty - abs(q)
-            if beyond <= 0:
-                return qty
-            return abs(q) + self._affordable(Position.flat(s, 0.0), sign, beyond, price, mark, s)
+        closing = abs(q) if q * sign < 0 else 0.0  # reduces first: only the part beyond flat
+        if closing and qty <= closing:  # needs buying power
+            return qty
+        cash = self._cash
         equity = self._equity_at({**self._last, s: mark})
+        if closing:  # judged on the account as it will be once the position is closed at ``price``
+            cash += q * price - closing * price * cfg.fee_rate
+            equity += q * (price - mark) - closing * price * cfg.fee_rate
         if sign > 0:
-            power = self._cash + (cfg.leverage - 1.0) * equity - cfg.fee_fixed
+            power = cash + (cfg.leverage - 1.0) * equity - cfg.fee_fixed
             limit = power / (price * (1.0 + cfg.fee_rate))
         else:
             held = sum(
                 abs(p.quantity) * (mark if p.symbol == s else self._last[p.symbol])
                 for p in self._positions.values()
+                if not (closing and p.symbol == s)
             )
             limit = (cfg.leverage * equity - held) / price
-        if qty <= limit:
+        if qty - closing <= limit:
             return qty
-        return max(0.0, floor_lot(limit, cfg.lot_size))
+        return closing + max(0.0, floor_lot(limit, cfg.lot_size))
 
     def _equity_at(self, marks: Mapping[str, float]) -> float:
         value = self._cash

@@ -218,14 +218,16 @@ class Order(Generic[N]):
         fees = self.fees
         assert filled is not None and fees is not None  # set in __post_init__
         target = OrderStatus.FILLED if fill.quantity == self.remaining else OrderStatus.PARTIAL_FILL
-        self.transition(target)
+        # All arithmetic before any change: a float fill on a Decimal order (or the reverse)
+        # raises TypeError here and leaves the order as it was.
         new_filled = filled + fill.quantity
+        new_fees = fees + fill.fee
+        notional = fill.price * fill.quantity
         previous = self.average_price
-        if previous is None:
-            self.average_price = fill.price
-        else:
-            self.average_price = (previous * filled + fill.price * fill.quantity) / new_filled
+        average = fill.price if previous is None else (previous * filled + notional) / new_filled
+        self.transition(target)
+        self.average_price = average
         self.filled_quantity = new_filled
-        self.fees = fees + fill.fee
+        self.fees = new_fees
         self.fill_ids.add(fill.fill_id)
         return True

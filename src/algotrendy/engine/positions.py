@@ -69,6 +69,9 @@ class Position(Generic[N]):
         """Apply ``fill`` (ignored if its id was seen) and return what it closed."""
         if fill.fill_id in self.fill_ids:
             return []
+        # A float fill on a Decimal position (or the reverse) raises TypeError here, before
+        # anything changes or the fill id is recorded as applied.
+        _ = self.quantity + fill.quantity + fill.price + fill.fee
         self.fill_ids.add(fill.fill_id)
         qty = fill.quantity if fill.side is OrderSide.BUY else -fill.quantity
         zero = qty - qty

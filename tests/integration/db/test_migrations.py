@@ -33,7 +33,8 @@ async def _check(url: str) -> None:
             tables = set(await conn.run_sync(lambda c: c.dialect.get_table_names(c)))
         assert {t for t in tables if t != "alembic_version"} == set(all_metadata().tables)
         assert all(
-            t == "alembic_version" or t.split("_")[0] in {"users", "notifications", "jobs", "marketdata"}
+            t == "alembic_version"
+            or t.split("_")[0] in {"users", "notifications", "jobs", "marketdata", "strategies", "backtest"}
             for t in tables
         )
     finally:

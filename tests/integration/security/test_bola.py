@@ -193,6 +193,9 @@ async def test_every_non_public_route_answers_401_without_a_token(api: Api) -> N
             user_id=dummy,
             session_id=dummy,
             job_id=dummy,
+            strategy_id=dummy,
+            backtest_id=dummy,
+            version="1",
             symbol="SPY",
             subscription_id="sub_x",
             chain_id="1",
@@ -296,3 +299,36 @@ async def test_user_gets_404_for_every_route_on_another_users_job(api: Api) -> N
     assert listed.status_code == 200 and all(j["id"] != str(job.id) for j in listed.json())
     mine = await api.client.get(f"/api/v1/jobs/{job.id}", headers=owner_headers)
     assert mine.status_code == 200 and mine.json()["cancel_requested"] is False
+
+
+async def test_user_gets_404_for_every_route_on_another_users_strategy(api: Api) -> None:
+    owner, owner_headers, _ = await api.user()
+    _other, other_headers, _ = await api.user()
+    template = {
+        "name": "Owner's cross",
+        "parameters": {"n": {"name": "n", "type": "int", "min_value": 2, "max_value": 50, "default": 10}},
+        "entry_conditions": ["close crosses_above sma(close, n)"],
+        "exit_conditions": ["close crosses_below sma(close, n)"],
+    }
+    r = await api.client.post(
+        "/api/v1/strategies", json={"name": "owner-marker", "template": template}, headers=owner_headers
+    )
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    ops = spec_operations(api)
+    # the strategies service's own routes (the backtest service's routes under the same prefix
+    # take other bodies)
+    routes = sorted(
+        k for k, op in ops.items() if "{strategy_id}" in k[1] and op.get("tags") == ["strategies"]
+    )
+    assert len(routes) == 5
+    for method, path in routes:
+        url = fill(path, strategy_id=sid, version="1")
+        body = {"name": "stolen"} if method == "PUT" else None
+        r = await api.client.request(method, url, headers=other_headers, json=body)
+        assert r.status_code == 404, (method, path, r.text)
+        assert "owner-marker" not in r.text and owner["id"] not in r.text
+    listed = await api.client.get("/api/v1/strategies", headers=other_headers)
+    assert listed.status_code == 200 and listed.json() == []
+    mine = await api.client.get(f"/api/v1/strategies/{sid}", headers=owner_headers)
+    assert mine.status_code == 200 and mine.json()["name"] == "owner-marker"

@@ -138,27 +138,51 @@ def backtest(
 
 
 def describe(plan: Plan, result: RunResult, benchmark: Bars | None) -> dict[str, Any]:
-    """The stored outcome of one run: metrics, curves (downsampled) and trades."""
-    ppy = plan.periods_per_year or metrics.periods_per_year(result.ts)
+    """The stored outcome of one run of ``plan``."""
+    return outcome(
+        result,
+        benchmark,
+        params=plan.params,
+        engine="vectorized" if vectorizable(plan) else "event",
+        periods_per_year=plan.periods_per_year,
+        risk_free_rate=plan.risk_free_rate,
+        curve_points=plan.curve_points,
+        max_trades=plan.max_trades,
+    )
+
+
+def outcome(
+    result: RunResult,
+    benchmark: Bars | None,
+    *,
+    params: Mapping[str, Any],
+    engine: str,
+    periods_per_year: float | None = None,
+    risk_free_rate: float = 0.0,
+    curve_points: int = 5000,
+    max_trades: int = 50_000,
+) -> dict[str, Any]:
+    """Metrics, curves (downsampled) and trades of any run, a Python strategy's included."""
+    ppy = periods_per_year or metrics.periods_per_year(result.ts)
     bench = aligned_close(benchmark, result.ts)
-    bench_ok = bench is not None and np.isfinite(bench).all() and len(bench) > 2
+    bench_ok = bench is not None and bool(np.isfinite(bench).all()) and len(bench) > 2
     m = metrics.compute_metrics(
         result,
         periods_per_year=ppy,
-        risk_free_rate=plan.risk_free_rate,
+        risk_free_rate=risk_free_rate,
         benchmark_close=bench if bench_ok else None,
     )
     m["periods_per_year"] = ppy
     return {
         "metrics": m,
-        "equity": curves(result, bench if bench_ok else None, plan.curve_points),
-        "trades": trade_rows(result, plan.max_trades),
+        "equity": curves(result, bench if bench_ok else None, curve_points),
+        "trades": trade_rows(result, max_trades),
         "trades_total": len(result.trades),
-        "params": plan.params,
+        "params": dict(params),
         "symbols": list(result.symbols),
         "bars": len(result.ts),
         "warmup": result.warmup,
-        "engine": "vectorized" if vectorizable(plan) else "event",
+        "engine": engine,
         "first": iso(int(result.ts[0])) if len(result.ts) else None,
         "last": iso(int(result.ts[-1])) if len(result.ts) else None,
     }
@@ -258,7 +282,7 @@ def constraint_check(constraints: Sequence[str]) -> Callable[[Mapping[str, Param
     nodes = [expr.parse(c) for c in constraints]
 
     def ok(params: Mapping[str, ParamValue]) -> bool:
-        return all(bool(expr.constant(node, params)) for node in nodes)
+        return all(expr.constant(node, params) == 1.0 for node in nodes)  # NaN (unknown) fails
 
     return ok
 

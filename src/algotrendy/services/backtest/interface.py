@@ -79,7 +79,9 @@ class RunSettings(_In):
     fixed_fee: float = Field(0.0, ge=0, le=1e6, description="Per fill, in account currency")
     lot_size: float = Field(0.0, ge=0, le=1e9, description="Quantities round down to it; 0 = fractional")
     leverage: float = Field(1.0, gt=0, le=100)
-    parameters: dict[ParamName, ParamValue] = Field(default_factory=dict, max_length=50)
+    params: dict[ParamName, ParamValue] = Field(
+        default_factory=dict, max_length=50, description="Parameter values (others keep their defaults)"
+    )
     engine: Literal["auto", "vectorized", "event"] = Field(
         "auto", description="auto: vectorized for one-symbol signal templates, else event-driven"
     )
@@ -283,7 +285,13 @@ class BacktestCompleted(Event):
 
 class BacktestApi(Protocol):
     async def backtest(self, *, owner: uuid.UUID, request: BacktestCreate) -> RunAccepted: ...
+    async def backtest_strategy(
+        self, *, owner: uuid.UUID, strategy_id: uuid.UUID, request: StrategyBacktestCreate
+    ) -> RunAccepted: ...
     async def optimize(self, *, owner: uuid.UUID, request: OptimizeCreate) -> RunAccepted: ...
+    async def optimize_strategy(
+        self, *, owner: uuid.UUID, strategy_id: uuid.UUID, request: StrategyOptimizeCreate
+    ) -> RunAccepted: ...
     async def walk_forward(self, *, owner: uuid.UUID, request: WalkForwardCreate) -> RunAccepted: ...
     async def monte_carlo(self, *, owner: uuid.UUID, request: MonteCarloCreate) -> RunAccepted: ...
     async def status(self, *, owner: uuid.UUID, backtest_id: uuid.UUID) -> RunStatusRead: ...

@@ -8,13 +8,20 @@ boundary and the executor never needs to know about ``JobCancelled``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import re
 from typing import Any, Literal, TypedDict
 
 from algotrendy.core.errors import ConfigurationError
-from algotrendy.services.jobs.interface import JobCancelled, JobContext, JobFailed, JobFunction, ProgressChannel
+from algotrendy.services.jobs.interface import (
+    JobCancelled,
+    JobContext,
+    JobFailed,
+    JobFunction,
+    ProgressChannel,
+)
 
 KIND_PATTERN = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")
 MAX_KIND_LENGTH = 100
@@ -105,10 +112,9 @@ def _strict_json(value: Any) -> Any:
 
 def _with_partial(outcome: JobOutcome, partial: Any) -> JobOutcome:
     if partial is not None:
-        try:
+        # partial results are a courtesy: never let them turn into a second failure
+        with contextlib.suppress(TypeError, ValueError):
             outcome["result"] = _strict_json(partial)
-        except (TypeError, ValueError):
-            pass  # partial results are a courtesy: never let them turn into a second failure
     return outcome
 
 
