@@ -71,6 +71,7 @@ from enum import Enum
 from functools import lru_cache
 from typing import Any, Final
 
+import numba as nb
 import numpy as np
 
 from algotrendy.core.market import F64, Bars
@@ -689,7 +690,10 @@ def _crosses(a: Value, b: Value, above: bool, n: int) -> F64:
     out = np.full(n, np.nan)
     if n < 2:
         return out
-    a, b = (x if isinstance(x, float) else np.asarray(x) for x in (a, b))
+    a, b = (x if isinstance(x, float) else np.asarray(x, dtype=np.float64) for x in (a, b))
+    if not isinstance(a, float) and not isinstance(b, float):
+        _cross_arrays(np.ascontiguousarray(a), np.ascontiguousarray(b), above, out)  # the sweep's hot path
+        return out
     cur, prev = slice(1, None), slice(None, -1)
 
     def part(x: Value, s: slice) -> Any:
@@ -706,6 +710,17 @@ def _crosses(a: Value, b: Value, above: bool, n: int) -> F64:
             body[:] = np.nan
     out[1:] = body
     return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _cross_arrays(a: F64, b: F64, above: bool, out: F64) -> None:
+    """``out[i]`` = 1.0 where ``a`` crosses ``b`` at ``i``, 0.0 where not, NaN where unknown."""
+    for i in range(1, len(a)):
+        a1, a0, b1, b0 = a[i], a[i - 1], b[i], b[i - 1]
+        if math.isnan(a1) or math.isnan(a0) or math.isnan(b1) or math.isnan(b0):
+            continue
+        hit = (a1 > b1 and a0 <= b0) if above else (a1 < b1 and a0 >= b0)
+        out[i] = 1.0 if hit else 0.0
 
 
 class _Evaluator:

@@ -137,7 +137,25 @@ class _Program:
     score: Node | None
 
 
+_PROGRAMS: dict[int, tuple[StrategyTemplate, _Program]] = {}
+_PROGRAMS_MAX = 256
+
+
 def _compile(template: StrategyTemplate) -> _Program:
+    """``_build`` once per template object (a sweep calls this per combination). Templates are
+    frozen, so the program cannot go stale; the entry keeps the template alive, so its id is not
+    reused while cached."""
+    hit = _PROGRAMS.get(id(template))
+    if hit is not None and hit[0] is template:
+        return hit[1]
+    program = _build(template)
+    if len(_PROGRAMS) >= _PROGRAMS_MAX:
+        _PROGRAMS.clear()
+    _PROGRAMS[id(template)] = (template, program)
+    return program
+
+
+def _build(template: StrategyTemplate) -> _Program:
     """Parse and type-check every expression; TemplateError naming the field."""
     params = template.parameters
     kinds: dict[str, Kind] = {}

@@ -90,8 +90,16 @@ def _kernel(
     fixed_qty: float, fee_rate: float, slip: float, fee_fixed: float, lot: float, lev: float,
     cash0: float, sl: float, tp: float, trail: float,
     eq_out: F64, cash_out: F64, expo_out: F64, tr: F64,
-) -> tuple[int, float, float, int]:  # fmt: skip
+) -> tuple[int, float, float, int, float, float, float, float, int]:  # fmt: skip
     n = len(c)
+    # running sums for the sweep's statistics (see ``curve_stats``): no second pass over equity
+    acc_s = 0.0
+    acc_s2 = 0.0
+    acc_down = 0.0
+    acc_mdd = 0.0
+    acc_held = 0
+    prev_eq = cash0
+    peak = cash0
     cash = cash0
     pos = 0.0
     avg = 0.0
@@ -244,6 +252,18 @@ def _kernel(
         eq_out[i] = eq
         cash_out[i] = cash
         expo_out[i] = gross / eq if eq > 0.0 else 0.0
+        r = eq / prev_eq - 1.0 if prev_eq != 0.0 else 0.0
+        prev_eq = eq
+        acc_s += r
+        acc_s2 += r * r
+        if r < 0.0:
+            acc_down += r * r
+        if eq > peak:
+            peak = eq
+        elif eq < peak * (1.0 + acc_mdd) and peak > 0.0:  # a deeper drawdown (no division per bar)
+            acc_mdd = eq / peak - 1.0
+        if gross > 0.0 and eq > 0.0:
+            acc_held += 1
         # 4. decide
         if pos > 0.0:
             if lx[i] or se[i]:
@@ -267,7 +287,7 @@ def _kernel(
                 p_entry = 0  # no size (volatility not defined yet): no order
             else:
                 n_orders += 1
-    return n_tr, fees, traded, n_orders
+    return n_tr, fees, traded, n_orders, acc_s, acc_s2, acc_down, acc_mdd, acc_held
 
 
 @nb.njit(cache=True, nogil=True)
@@ -318,7 +338,7 @@ def run(
     capacity = int(np.count_nonzero(le | se)) + 1
     tr = np.empty((capacity, TRADE_COLUMNS), dtype=np.float64)
     cfg = config
-    n_tr, fees, traded, n_orders = _kernel(
+    n_tr, fees, traded, n_orders, *_ = _kernel(
         *_ohlc(bars), le, lx, se, sx, frac,
         cfg.fixed_quantity, cfg.fee_rate, cfg.slippage, cfg.fee_fixed, cfg.lot_size, cfg.leverage,
         cfg.initial_capital, cfg.stop_loss, cfg.take_profit, cfg.trailing_stop,
@@ -382,32 +402,44 @@ def _clean_signals(le: B8, lx: B8, se: B8, sx: B8, n: int) -> tuple[B8, B8, B8, 
 def curve_stats(eq: F64, tr: F64, n_tr: int, expo: F64, cash0: float, ppy: float, years: float) -> F64:
     """The ``STAT_NAMES`` of one run, from its equity curve and trade rows (NaN: undefined).
 
-    Same definitions as ``engine.metrics`` (sample std with ddof=1; Sortino's downside deviation
-    is the root mean square of the negative returns over all bars)."""
-    out = np.full(len(STAT_NAMES), np.nan)
+    Same definitions as ``engine.metrics``: one return per bar counted from the capital, sample
+    std with ddof=1, Sortino's downside deviation the root mean square of the negative returns
+    over all bars. The kernel keeps the same running sums itself, so a sweep skips this pass."""
     n = len(eq)
     if n == 0:
-        return out
-    final = eq[n - 1]
-    out[0] = final / cash0 - 1.0
-    if years > 0.0 and final > 0.0:
-        out[1] = (final / cash0) ** (1.0 / years) - 1.0
+        return np.full(len(STAT_NAMES), np.nan)
     s = 0.0
     s2 = 0.0
     down = 0.0
     prev = cash0
     peak = cash0
     mdd = 0.0
+    held = 0
     for i in range(n):
         r = eq[i] / prev - 1.0 if prev != 0.0 else 0.0
+        prev = eq[i]
         s += r
         s2 += r * r
         if r < 0.0:
             down += r * r
-        prev = eq[i]
-        peak = max(peak, eq[i])
-        dd = eq[i] / peak - 1.0 if peak > 0.0 else 0.0
-        mdd = min(mdd, dd)
+        if eq[i] > peak:
+            peak = eq[i]
+        elif peak > 0.0:
+            mdd = min(mdd, eq[i] / peak - 1.0)
+        if expo[i] > 0.0:
+            held += 1
+    return _stats(eq[n - 1], n, s, s2, down, mdd, held, tr, n_tr, cash0, ppy, years)
+
+
+@nb.njit(cache=True, nogil=True)
+def _stats(
+    final: float, n: int, s: float, s2: float, down: float, mdd: float, held: int,
+    tr: F64, n_tr: int, cash0: float, ppy: float, years: float,
+) -> F64:  # fmt: skip
+    out = np.full(len(STAT_NAMES), np.nan)
+    out[0] = final / cash0 - 1.0
+    if years > 0.0 and final > 0.0:
+        out[1] = (final / cash0) ** (1.0 / years) - 1.0
     mean = s / n
     if n > 1:
         var = (s2 - n * mean * mean) / (n - 1)
@@ -434,10 +466,6 @@ def curve_stats(eq: F64, tr: F64, n_tr: int, expo: F64, cash0: float, ppy: float
         out[8] = wins / n_tr
         if gl > 0.0:
             out[9] = gp / gl
-    held = 0
-    for i in range(n):
-        if expo[i] > 0.0:
-            held += 1
     out[10] = held / n
     out[11] = final
     return out
@@ -482,15 +510,16 @@ def sweep(
         need = int(np.count_nonzero(le | se)) + 1
         if local.tr.shape[0] < need:
             local.tr = np.empty((need, TRADE_COLUMNS), dtype=np.float64)
-        n_tr, _, _, _ = _kernel(
+        n_tr, _, _, _, acc_s, acc_s2, acc_down, acc_mdd, acc_held = _kernel(
             *ohlc, le, lx, se, sx, np.ascontiguousarray(frac, dtype=np.float64),
             cfg.fixed_quantity, cfg.fee_rate, cfg.slippage, cfg.fee_fixed, cfg.lot_size, cfg.leverage,
             cfg.initial_capital, cfg.stop_loss, cfg.take_profit, cfg.trailing_stop,
             local.eq, local.cash, local.expo, local.tr,
         )  # fmt: skip
-        out[k] = curve_stats(
-            local.eq, local.tr, n_tr, local.expo, cfg.initial_capital, periods_per_year, years
-        )
+        out[k] = _stats(
+            local.eq[n - 1], n, acc_s, acc_s2, acc_down, acc_mdd, acc_held, local.tr, n_tr,
+            cfg.initial_capital, periods_per_year, years,
+        )  # fmt: skip
         return k
 
     if workers <= 1 or count <= 1:

@@ -126,3 +126,47 @@ def test_undefined_size_places_no_order_in_either_engine() -> None:
     assert len(event.trades) > 0
     assert event.trades.entry_index.min() > 250
     _assert_same(event, vector)
+
+
+def test_sweep_statistics_equal_the_metrics_of_full_runs() -> None:
+    """The kernel's running sums (a sweep never stores equity) give the numbers that
+    ``engine.metrics`` computes from the whole run, for every combination."""
+    from algotrendy.engine.metrics import compute_metrics
+    from algotrendy.engine.vector import STAT_NAMES, curve_stats, sweep
+
+    bars = walk(2000, seed=11)
+    n = len(bars)
+    inputs = []
+    for k in range(6):
+        le, lx, se, sx = _signals(n, 100 + k, 0.02)
+        cfg = VectorConfig(fee_rate=0.001, stop_loss=0.02 if k % 2 else math.nan)
+        inputs.append((le, lx, se if k > 2 else np.zeros(n, bool), sx, np.full(n, 0.8), cfg))
+    ppy = 8760.0
+    table = sweep(bars, len(inputs), lambda k: inputs[k], periods_per_year=ppy, workers=2)
+    for k, (le, lx, se, sx, frac, cfg) in enumerate(inputs):
+        res = run(bars, le, lx, se, sx, frac, cfg)
+        m = compute_metrics(res, periods_per_year=ppy)
+        for j, name in enumerate(STAT_NAMES):
+            want = m[name] if name != "exposure" else m["exposure"]
+            got = table[k, j]
+            if want is None:
+                assert np.isnan(got), name
+            else:
+                assert got == pytest.approx(want, rel=1e-9, abs=1e-12), (k, name)
+        tr = np.column_stack(
+            [
+                res.trades.side,
+                res.trades.quantity,
+                res.trades.entry_index,
+                res.trades.exit_index,
+                res.trades.entry_price,
+                res.trades.exit_price,
+                res.trades.fees,
+                res.trades.pnl,
+                res.trades.ret,
+                np.zeros(len(res.trades)),
+                np.zeros(len(res.trades)),
+            ]
+        )
+        again = curve_stats(res.equity, tr, len(res.trades), res.exposure, cfg.initial_capital, ppy, n / ppy)
+        np.testing.assert_allclose(again, table[k], rtol=1e-12, equal_nan=True)

@@ -325,11 +325,15 @@ def score_many(
         return out
     cache = IndicatorCache()
     t = plan.template
+    fractions: dict[Any, F64] = {}  # sizing rarely depends on the swept parameters: build it once
 
     def make(k: int) -> tuple[Any, ...]:
         p = combos[k]
         sig = compute_signals(t, bars, p, cache)
-        frac = sizing_fractions(bars, t, p, ppy)
+        risk = resolved_risk(t, p)
+        frac = fractions.get(risk)
+        if frac is None:
+            frac = fractions[risk] = sizing_fractions(bars, t, p, ppy)
         return (
             sig.long_entry,
             sig.long_exit,
