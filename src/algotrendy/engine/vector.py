@@ -484,8 +484,10 @@ def sweep(
     periods_per_year: float,
     workers: int = 0,
     progress: Callable[[int], None] | None = None,
+    out: F64 | None = None,
 ) -> F64:
-    """Run ``count`` combinations; returns a ``(count, len(STAT_NAMES))`` array of stats.
+    """Run ``count`` combinations; returns a ``(count, len(STAT_NAMES))`` array of stats
+    (``out`` when given: a caller that keeps it has the rows finished before an exception).
 
     ``make(k)`` builds combination ``k``'s signals (numpy, from cached indicators); it and the
     kernel run on ``workers`` threads (default: one per core), each with its own buffers.
@@ -495,7 +497,7 @@ def sweep(
     n = len(bars)
     years = n / periods_per_year  # as engine.metrics: one return per bar, counted from the capital
     ohlc = _ohlc(bars)
-    out = np.full((count, len(STAT_NAMES)), np.nan)
+    table: F64 = np.full((count, len(STAT_NAMES)), np.nan) if out is None else out
     workers = workers or os.cpu_count() or 1
     local = threading.local()
 
@@ -516,7 +518,7 @@ def sweep(
             cfg.initial_capital, cfg.stop_loss, cfg.take_profit, cfg.trailing_stop,
             local.eq, local.cash, local.expo, local.tr,
         )  # fmt: skip
-        out[k] = _stats(
+        table[k] = _stats(
             local.eq[n - 1], n, acc_s, acc_s2, acc_down, acc_mdd, acc_held, local.tr, n_tr,
             cfg.initial_capital, periods_per_year, years,
         )  # fmt: skip
@@ -527,7 +529,7 @@ def sweep(
             one(k)
             if progress is not None:
                 progress(k + 1)
-        return out
+        return table
     done = 0
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sweep") as pool:
         futures = [pool.submit(one, k) for k in range(count)]
@@ -541,4 +543,4 @@ def sweep(
             for f in futures:
                 f.cancel()
             raise
-    return out
+    return table

@@ -37,6 +37,16 @@ Progress = Callable[[float, str], None]
 """``progress(fraction, message)``; raises to stop (a cancelled job)."""
 
 
+class PartialRun(Exception):
+    """A search stopped part-way (it failed, or its job was cancelled): ``cause`` is why,
+    ``done`` the result of what finished before (the job keeps it)."""
+
+    def __init__(self, cause: BaseException, done: dict[str, Any]) -> None:
+        super().__init__(str(cause) or type(cause).__name__)
+        self.cause = cause
+        self.done = done
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     template: StrategyTemplate
@@ -311,12 +321,16 @@ def score_many(
     data: Mapping[str, Bars],
     combos: Sequence[Mapping[str, ParamValue]],
     progress: Callable[[int], None],
+    *,
+    out: F64 | None = None,
 ) -> F64:
-    """``STAT_NAMES`` for each combination: the kernel on threads, indicators cached once."""
+    """``STAT_NAMES`` for each combination: the kernel on threads, indicators cached once. Rows
+    are written into ``out`` (when given) as combinations finish."""
     bars = data[plan.symbols[0]]
     ppy = ppy_of(plan, bars)
-    if not vectorizable(plan):
+    if out is None:
         out = np.full((len(combos), len(STAT_NAMES)), np.nan)
+    if not vectorizable(plan):
         shared = IndicatorCache()
         for k, p in enumerate(combos):
             res = simulate(plan.with_params(p), data, shared)
@@ -343,7 +357,9 @@ def score_many(
             vector_config(plan.with_params(p)),
         )
 
-    return sweep(bars, len(combos), make, periods_per_year=ppy, workers=plan.workers, progress=progress)
+    return sweep(
+        bars, len(combos), make, periods_per_year=ppy, workers=plan.workers, progress=progress, out=out
+    )
 
 
 def stat_row(result: RunResult, ppy: float) -> F64:
@@ -380,9 +396,21 @@ def optimize(
         if not combos:
             raise TemplateError("no parameter combination satisfies the constraints", field="constraints")
         total = len(combos)
-        table = score_many(
-            plan, data, combos, lambda done: progress(0.9 * done / total, f"{done}/{total} combinations")
-        )
+        table = np.full((total, len(STAT_NAMES)), np.nan)
+
+        def tick(done: int) -> None:
+            progress(0.9 * done / total, f"{done}/{total} combinations")
+
+        try:
+            score_many(plan, data, combos, tick, out=table)
+        except BaseException as exc:
+            finished = np.isfinite(table[:, STAT_NAMES.index("final_equity")])
+            if not finished.any():
+                raise
+            kept = [c for c, ok in zip(combos, finished, strict=True) if ok]
+            top_n, min_trades = int(opt.get("top_n", 10)), int(opt.get("min_trades", 1))
+            done = partial_search(kept, table[finished], objective, top_n, min_trades, total)
+            raise PartialRun(exc, done) from exc
     return summarize_search(
         plan,
         data,
@@ -395,6 +423,36 @@ def optimize(
     )
 
 
+def top_rows(
+    combos: Sequence[Mapping[str, ParamValue]], table: F64, objective: str, top_n: int, min_trades: int
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    order = rank(table, objective, min_trades)
+    top = [
+        {"rank": r + 1, "params": dict(combos[i]), **{k: _num(table[i, j]) for j, k in enumerate(STAT_NAMES)}}
+        for r, i in enumerate(order[:top_n])
+    ]
+    return order, top
+
+
+def partial_search(
+    combos: Sequence[Mapping[str, ParamValue]],
+    table: F64,
+    objective: str,
+    top_n: int,
+    min_trades: int,
+    total: int,
+) -> dict[str, Any]:
+    """What an interrupted search had found: the ranking of the combinations it finished."""
+    _order, top = top_rows(combos, table, objective, top_n, min_trades)
+    return {
+        "objective": objective,
+        "combinations": total,
+        "completed": len(table),
+        "top": top,
+        "best_params": top[0]["params"] if top else None,
+    }
+
+
 def summarize_search(
     plan: Plan,
     data: Mapping[str, Bars],
@@ -405,11 +463,7 @@ def summarize_search(
     top_n: int,
     min_trades: int,
 ) -> dict[str, Any]:
-    order = rank(table, objective, min_trades)
-    top = [
-        {"rank": r + 1, "params": dict(combos[i]), **{k: _num(table[i, j]) for j, k in enumerate(STAT_NAMES)}}
-        for r, i in enumerate(order[:top_n])
-    ]
+    order, top = top_rows(combos, table, objective, top_n, min_trades)
     best = dict(combos[int(order[0])])
     winner = simulate(plan.with_params(best), data)
     best_run = describe(plan.with_params(best), winner, benchmark)
@@ -426,6 +480,7 @@ def summarize_search(
     return {
         "objective": objective,
         "combinations": len(table),
+        "completed": len(table),
         "top": top,
         "best_params": best,
         "best": best_run,

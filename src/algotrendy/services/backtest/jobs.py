@@ -10,7 +10,7 @@ from typing import Any
 
 from algotrendy.engine.template import TemplateError
 from algotrendy.services.backtest import compute, inputs, robustness
-from algotrendy.services.jobs.interface import JobContext, JobFailed, JobRegistrar
+from algotrendy.services.jobs.interface import JobCancelled, JobContext, JobFailed, JobRegistrar
 
 KINDS = {
     "backtest": "backtest.run",
@@ -36,11 +36,22 @@ def run_backtest(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     return compute.backtest(plan, data, bench, progress)
 
 
+def _keep_partial(exc: compute.PartialRun) -> BaseException:
+    """A stopped search as the job outcome that keeps what it found."""
+    if isinstance(exc.cause, JobCancelled):
+        return JobCancelled(partial=exc.done)
+    cause = exc.cause
+    return JobFailed(f"{type(cause).__name__}: {cause}", partial=exc.done)
+
+
 def run_optimize(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     plan, data, bench, progress = _setup(params, ctx)
-    return compute.optimize(
-        plan, data, bench, params["settings"], progress, max_combinations=int(params["max_combinations"])
-    )
+    try:
+        return compute.optimize(
+            plan, data, bench, params["settings"], progress, max_combinations=int(params["max_combinations"])
+        )
+    except compute.PartialRun as exc:
+        raise _keep_partial(exc) from None
 
 
 def run_walk_forward(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
@@ -49,8 +60,8 @@ def run_walk_forward(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         return robustness.walk_forward(
             plan, data, params["settings"], progress, max_combinations=int(params["max_combinations"])
         )
-    except robustness.PartialFailure as exc:
-        raise JobFailed(str(exc), partial=exc.done) from None
+    except compute.PartialRun as exc:
+        raise _keep_partial(exc) from None
     except TemplateError as exc:
         raise JobFailed(str(exc)) from None
 

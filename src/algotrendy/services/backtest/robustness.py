@@ -28,6 +28,7 @@ from algotrendy.engine.template import TemplateError
 from algotrendy.engine.templated import sizing_fractions
 from algotrendy.engine.vector import STAT_NAMES, run
 from algotrendy.services.backtest.compute import (
+    PartialRun,
     Plan,
     Progress,
     candidates,
@@ -40,14 +41,6 @@ from algotrendy.services.backtest.compute import (
     trade_rows,
     vector_config,
 )
-
-
-class PartialFailure(Exception):
-    """A window failed; ``done`` holds the windows finished before it."""
-
-    def __init__(self, message: str, done: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.done = done
 
 
 def windows(n: int, train: int, test: int, step: int, anchored: bool) -> list[tuple[int, int, int, int]]:
@@ -98,8 +91,10 @@ def walk_forward(
             oos = _out_of_sample(
                 replace(plan, config=replace(plan.config, initial_capital=capital)), bars, best, c, d
             )
-        except (TemplateError, ValueError) as exc:
-            raise PartialFailure(f"window {w + 1}: {exc}", _stitch(plan, done, pieces, ppy)) from exc
+        except BaseException as exc:  # failed or cancelled: keep the windows that finished
+            if not done:
+                raise
+            raise PartialRun(exc, _stitch(plan, done, pieces, ppy)) from exc
         capital = float(oos.equity[-1]) if len(oos.equity) else capital
         pieces.append(oos)
         col = list(metrics.METRIC_NAMES)
