@@ -76,14 +76,14 @@ class VectorConfig:
     trailing_stop: float = NAN
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _floor_lot(q: float, lot: float) -> float:
     if lot <= 0.0:
         return q
     return math.floor(q / lot + 1e-9) * lot
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _kernel(
     o: F64, h: F64, lo: F64, c: F64,
     le: B8, lx: B8, se: B8, sx: B8, frac: F64,
@@ -252,18 +252,19 @@ def _kernel(
         eq_out[i] = eq
         cash_out[i] = cash
         expo_out[i] = gross / eq if eq > 0.0 else 0.0
-        r = eq / prev_eq - 1.0 if prev_eq != 0.0 else 0.0
-        prev_eq = eq
-        acc_s += r
-        acc_s2 += r * r
-        if r < 0.0:
-            acc_down += r * r
-        if eq > peak:
-            peak = eq
-        elif eq < peak * (1.0 + acc_mdd) and peak > 0.0:  # a deeper drawdown (no division per bar)
-            acc_mdd = eq / peak - 1.0
         if gross > 0.0 and eq > 0.0:
             acc_held += 1
+        if eq != prev_eq:  # flat and unchanged: a zero return changes none of the sums
+            r = eq / prev_eq - 1.0 if prev_eq != 0.0 else 0.0
+            prev_eq = eq
+            acc_s += r
+            acc_s2 += r * r
+            neg = min(r, 0.0)  # branch-free: a return's sign is a coin flip for the predictor
+            acc_down += neg * neg
+            if eq > peak:
+                peak = eq
+            elif eq < peak * (1.0 + acc_mdd) and peak > 0.0:  # deeper: divide only then
+                acc_mdd = eq / peak - 1.0
         # 4. decide
         if pos > 0.0:
             if lx[i] or se[i]:
@@ -290,7 +291,7 @@ def _kernel(
     return n_tr, fees, traded, n_orders, acc_s, acc_s2, acc_down, acc_mdd, acc_held
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _record(
     tr: F64, k: int, pos: float, avg: float, entry_fees: float, entry_i: int, i: int,
     px: float, fee: float, q: float, reason: int,
@@ -398,7 +399,7 @@ def _clean_signals(le: B8, lx: B8, se: B8, sx: B8, n: int) -> tuple[B8, B8, B8, 
 # ---- sweeps ----------------------------------------------------------------------------------
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def curve_stats(eq: F64, tr: F64, n_tr: int, expo: F64, cash0: float, ppy: float, years: float) -> F64:
     """The ``STAT_NAMES`` of one run, from its equity curve and trade rows (NaN: undefined).
 
@@ -420,8 +421,8 @@ def curve_stats(eq: F64, tr: F64, n_tr: int, expo: F64, cash0: float, ppy: float
         prev = eq[i]
         s += r
         s2 += r * r
-        if r < 0.0:
-            down += r * r
+        neg = min(r, 0.0)
+        down += neg * neg
         if eq[i] > peak:
             peak = eq[i]
         elif peak > 0.0:
@@ -431,7 +432,7 @@ def curve_stats(eq: F64, tr: F64, n_tr: int, expo: F64, cash0: float, ppy: float
     return _stats(eq[n - 1], n, s, s2, down, mdd, held, tr, n_tr, cash0, ppy, years)
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _stats(
     final: float, n: int, s: float, s2: float, down: float, mdd: float, held: int,
     tr: F64, n_tr: int, cash0: float, ppy: float, years: float,

@@ -377,3 +377,17 @@ async def test_strategy_scoped_runs_on_another_users_strategy_are_404(
     problem(await api.client.post(PREFIX, json={"strategy_id": sid, "symbol": "SPY"}, headers=other), 404)
     r = await api.client.get(PREFIX, headers=other)
     assert r.json() == []
+
+
+async def test_momentum_rotation_across_symbols(api: Api, trader: dict[str, str]) -> None:
+    tpl = await builtin(api, trader, "momentum_rotation")
+    body = {"template": tpl, "symbols": ["AAPL", "MSFT", "GOOG"], "commission": 0.0005, "start_date": "2010-01-01"}
+    r = await api.client.post(PREFIX, json=body, headers=trader)
+    assert r.status_code == 202, r.text
+    out = await finished(api, trader, r.json()["backtest_id"])
+    assert out["status"] == "completed", out["error"]
+    res = out["result"]
+    assert res["engine"] == "event" and set(res["symbols"]) == {"AAPL", "MSFT", "GOOG"}
+    assert len({t["symbol"] for t in res["trades"]}) >= 2
+    one = {"template": tpl, "symbol": "AAPL"}
+    problem(await api.client.post(PREFIX, json=one, headers=trader), 422, "symbols")
