@@ -89,7 +89,7 @@ def _kernel(
     le: B8, lx: B8, se: B8, sx: B8, frac: F64,
     fixed_qty: float, fee_rate: float, slip: float, fee_fixed: float, lot: float, lev: float,
     cash0: float, sl: float, tp: float, trail: float,
-    eq_out: F64, cash_out: F64, expo_out: F64, tr: F64,
+    eq_out: F64, cash_out: F64, expo_out: F64, tr: F64, stats: bool,
 ) -> tuple[int, float, float, int, float, float, float, float, int]:  # fmt: skip
     n = len(c)
     # running sums for the sweep's statistics (see ``curve_stats``): no second pass over equity
@@ -252,19 +252,20 @@ def _kernel(
         eq_out[i] = eq
         cash_out[i] = cash
         expo_out[i] = gross / eq if eq > 0.0 else 0.0
-        if gross > 0.0 and eq > 0.0:
-            acc_held += 1
-        if eq != prev_eq:  # flat and unchanged: a zero return changes none of the sums
-            r = eq / prev_eq - 1.0 if prev_eq != 0.0 else 0.0
-            prev_eq = eq
-            acc_s += r
-            acc_s2 += r * r
-            neg = min(r, 0.0)  # branch-free: a return's sign is a coin flip for the predictor
-            acc_down += neg * neg
-            if eq > peak:
-                peak = eq
-            elif eq < peak * (1.0 + acc_mdd) and peak > 0.0:  # deeper: divide only then
-                acc_mdd = eq / peak - 1.0
+        if stats:  # a sweep's running sums (a single run computes metrics from the curve)
+            if gross > 0.0 and eq > 0.0:
+                acc_held += 1
+            if eq != prev_eq:  # flat and unchanged: a zero return changes none of the sums
+                r = eq / prev_eq - 1.0 if prev_eq != 0.0 else 0.0
+                prev_eq = eq
+                acc_s += r
+                acc_s2 += r * r
+                neg = min(r, 0.0)  # branch-free: a return's sign is a coin flip for the predictor
+                acc_down += neg * neg
+                if eq > peak:
+                    peak = eq
+                elif eq < peak * (1.0 + acc_mdd) and peak > 0.0:  # deeper: divide only then
+                    acc_mdd = eq / peak - 1.0
         # 4. decide
         if pos > 0.0:
             if lx[i] or se[i]:
@@ -343,7 +344,7 @@ def run(
         *_ohlc(bars), le, lx, se, sx, frac,
         cfg.fixed_quantity, cfg.fee_rate, cfg.slippage, cfg.fee_fixed, cfg.lot_size, cfg.leverage,
         cfg.initial_capital, cfg.stop_loss, cfg.take_profit, cfg.trailing_stop,
-        eq, cash, expo, tr,
+        eq, cash, expo, tr, False,
     )  # fmt: skip
     t = tr[:n_tr]
     trades = Trades(
@@ -517,7 +518,7 @@ def sweep(
             *ohlc, le, lx, se, sx, np.ascontiguousarray(frac, dtype=np.float64),
             cfg.fixed_quantity, cfg.fee_rate, cfg.slippage, cfg.fee_fixed, cfg.lot_size, cfg.leverage,
             cfg.initial_capital, cfg.stop_loss, cfg.take_profit, cfg.trailing_stop,
-            local.eq, local.cash, local.expo, local.tr,
+            local.eq, local.cash, local.expo, local.tr, True,
         )  # fmt: skip
         table[k] = _stats(
             local.eq[n - 1], n, acc_s, acc_s2, acc_down, acc_mdd, acc_held, local.tr, n_tr,
