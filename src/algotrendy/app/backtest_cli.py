@@ -121,8 +121,9 @@ def _common(**kw: Any) -> dict[str, Any]:
 def _fmt(name: str, value: Any) -> str:
     if value is None:
         return "-"
+    pct = name in PCT or name.startswith(("probability", "expected max drawdown", "max drawdown "))
     if isinstance(value, float):
-        return f"{value:.2%}" if name in PCT else f"{value:,.4f}" if abs(value) < 1e5 else f"{value:,.2f}"
+        return f"{value:.2%}" if pct else f"{value:,.4f}" if abs(value) < 1e5 else f"{value:,.2f}"
     return str(value)
 
 
@@ -397,3 +398,66 @@ def backtest_walk_forward(
         )
     print_metrics("stitched out-of-sample", result["metrics"])
     typer.echo(f"walk-forward efficiency: {_fmt('e', result['efficiency'])}")
+
+
+@backtest_app.command("monte-carlo")
+def backtest_monte_carlo(
+    strategy: Strategy_ = None,
+    template: TemplateFile = None,
+    symbol: Symbol = None,
+    interval: Interval = None,
+    start: Start = None,
+    end: End = None,
+    capital: Capital = 100_000.0,
+    commission: Commission = 0.0,
+    slippage: Slippage = 0.0,
+    method: Annotated[
+        str, typer.Option("--method", help="trade_bootstrap, block_bootstrap or both")
+    ] = "both",
+    simulations: Annotated[int, typer.Option("--simulations", "-n")] = 1000,
+    horizon: Annotated[int | None, typer.Option("--horizon", help="Trades / bars per path")] = None,
+    confidence: Annotated[float, typer.Option("--confidence")] = 0.95,
+    ruin: Annotated[float, typer.Option("--ruin", help="Ruin: equity at or below this fraction")] = 0.5,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    param: Params = None,
+    user: User = None,
+    as_json: AsJson = False,
+) -> None:
+    """Resample a backtest: final equity and drawdown at the confidence level, probability of ruin."""
+    from algotrendy.services.backtest.interface import MonteCarloCreate
+
+    body = {
+        **_target(strategy, template),
+        **_common(
+            symbol=symbol, interval=interval, start_date=start, end_date=end, initial_capital=capital,
+            commission=commission, slippage=slippage, params=_param_values(param),
+        ),
+        "method": method, "num_simulations": simulations, "time_horizon": horizon,
+        "confidence_level": confidence, "ruin_threshold": ruin, "seed": seed,
+    }  # fmt: skip
+    request = _parsed(MonteCarloCreate, body, "request")
+    result = _run(
+        lambda: _with_backtest(user, lambda bt, _md, owner: bt.run_here(owner=owner, request=request))
+    )
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    lo = f"p{round(100 * (1 - confidence), 6):g}"
+    for name in ("trade_bootstrap", "block_bootstrap"):
+        dist = result.get(name)
+        if not dist:
+            continue
+        fe, dd = dist["final_equity"], dist["max_drawdown"]
+        print_metrics(
+            f"{name.replace('_', ' ')}: {simulations} paths",
+            {
+                "median final equity": fe["percentiles"].get("p50"),
+                f"final equity at {confidence:.0%}": dist["final_equity_at_confidence"],
+                "expected max drawdown": dist["expected_max_drawdown"],
+                f"max drawdown at {confidence:.0%}": dist["drawdown_at_confidence"],
+                "probability of loss": dist["probability_of_loss"],
+                "probability of ruin": dist["probability_of_ruin"],
+                f"final equity {lo}": fe["percentiles"].get(lo),
+                "max drawdown median": dd["percentiles"].get("p50"),
+            },
+        )

@@ -381,7 +381,12 @@ async def test_strategy_scoped_runs_on_another_users_strategy_are_404(
 
 async def test_momentum_rotation_across_symbols(api: Api, trader: dict[str, str]) -> None:
     tpl = await builtin(api, trader, "momentum_rotation")
-    body = {"template": tpl, "symbols": ["AAPL", "MSFT", "GOOG"], "commission": 0.0005, "start_date": "2010-01-01"}
+    body = {
+        "template": tpl,
+        "symbols": ["AAPL", "MSFT", "GOOG"],
+        "commission": 0.0005,
+        "start_date": "2010-01-01",
+    }
     r = await api.client.post(PREFIX, json=body, headers=trader)
     assert r.status_code == 202, r.text
     out = await finished(api, trader, r.json()["backtest_id"])

@@ -174,3 +174,26 @@ def test_optimize_and_walk_forward(home: Path, tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert "window   1" in r.stdout and "walk-forward efficiency" in r.stdout
+
+
+def test_monte_carlo_from_the_command_line(home: Path) -> None:
+    r = cli(
+        home,
+        "backtest",
+        "monte-carlo",
+        "--strategy",
+        "sma_crossover",
+        "--symbol",
+        "SPY",
+        "-n",
+        "300",
+        "--seed",
+        "4",
+        "--commission",
+        "0.001",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "trade bootstrap: 300 paths" in r.stdout and "block bootstrap: 300 paths" in r.stdout
+    assert "probability of ruin" in r.stdout
+    r = cli(home, "backtest", "monte-carlo", "--strategy", "sma_crossover", "--symbol", "SPY", "-n", "5")
+    assert r.returncode != 0 and "num_simulations" in r.stderr

@@ -213,21 +213,7 @@ class BacktestService:
         return await self._start(owner, RunKind.WALK_FORWARD, request, plan, meta, extra)
 
     async def monte_carlo(self, *, owner: uuid.UUID, request: MonteCarloCreate) -> RunAccepted:
-        settings = request.model_dump(
-            include={
-                "method",
-                "num_simulations",
-                "time_horizon",
-                "block_size",
-                "confidence_level",
-                "ruin_threshold",
-                "seed",
-            }
-        )
-        if request.num_simulations * (request.time_horizon or 1) > 200_000_000:
-            raise Invalid(
-                "num_simulations x time_horizon must be at most 200,000,000", field="num_simulations"
-            )
+        settings = self._mc_settings(request)
         if request.backtest_id is not None:
             async with self._db() as session:
                 row = await store.get(session, owner, request.backtest_id)
@@ -249,11 +235,13 @@ class BacktestService:
         self,
         *,
         owner: uuid.UUID,
-        request: BacktestCreate | OptimizeCreate | WalkForwardCreate,
+        request: BacktestCreate | OptimizeCreate | WalkForwardCreate | MonteCarloCreate,
         progress: compute.Progress | None = None,
     ) -> dict[str, Any]:
         """Validate like the job-starting methods, then compute in this process (a worker thread)
         and return the result without storing it: the CLI and the Python API's quick path."""
+        if isinstance(request, MonteCarloCreate):
+            return await self._monte_carlo_here(owner, request)
         target = await self._target(owner, request.strategy_id, request.version, request.template)
         search: dict[str, Any] | None = None
         if isinstance(request, OptimizeCreate | WalkForwardCreate):
@@ -284,6 +272,44 @@ class BacktestService:
             return await asyncio.to_thread(work)
         except TemplateError as exc:
             raise _invalid(exc, "template") from None
+
+    async def _monte_carlo_here(self, owner: uuid.UUID, request: MonteCarloCreate) -> dict[str, Any]:
+        if request.backtest_id is not None:
+            raise Invalid(
+                "run here with strategy_id or template; backtest_id needs the API", field="backtest_id"
+            )
+        settings = self._mc_settings(request)
+        target = await self._target(owner, request.strategy_id, request.version, request.template)
+        plan_json, meta = await self._prepare(owner, target, request)
+        plan = compute.Plan.from_json(plan_json)
+
+        def work() -> dict[str, Any]:
+            result = compute.simulate(plan, meta["data"])
+            out = robustness.monte_carlo(plan, result, settings)
+            out["backtest"] = {"metrics": compute.describe(plan, result, meta["benchmark"])["metrics"]}
+            return out
+
+        try:
+            return await asyncio.to_thread(work)
+        except TemplateError as exc:
+            raise _invalid(exc, "template") from None
+
+    @staticmethod
+    def _mc_settings(request: MonteCarloCreate) -> dict[str, Any]:
+        if request.num_simulations * (request.time_horizon or 1) > 200_000_000:
+            raise Invalid(
+                "num_simulations x time_horizon must be at most 200,000,000", field="num_simulations"
+            )
+        keep = {
+            "method",
+            "num_simulations",
+            "time_horizon",
+            "block_size",
+            "confidence_level",
+            "ruin_threshold",
+            "seed",
+        }
+        return request.model_dump(include=keep)
 
     # ---- validation and staging -------------------------------------------------------------------
 
