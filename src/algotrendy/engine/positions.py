@@ -104,7 +104,8 @@ class Position(Generic[N]):
             exit_index=fill.index,
         )
         closed.append(c)
-        self.realized_pnl += c.pnl + entry_fee + exit_fee  # gross: fees are in ``fees``
+        gross = (fill.price - c.entry_price) * closing
+        self.realized_pnl += gross if c.side > 0 else -gross  # exact: fees are kept apart in ``fees``
         self.entry_fees -= entry_fee
         rest = abs(qty) - closing
         if rest > zero:  # flip: the excess opens the other side

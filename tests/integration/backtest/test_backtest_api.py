@@ -396,3 +396,26 @@ async def test_momentum_rotation_across_symbols(api: Api, trader: dict[str, str]
     assert len({t["symbol"] for t in res["trades"]}) >= 2
     one = {"template": tpl, "symbol": "AAPL"}
     problem(await api.client.post(PREFIX, json=one, headers=trader), 422, "symbols")
+
+
+async def test_the_list_shows_a_running_run_as_running(api: Api, trader: dict[str, str]) -> None:
+    tpl = await builtin(api, trader, "sma_crossover")
+    body = {
+        "template": tpl,
+        "symbol": "BTCUSDT",
+        "interval": "1m",
+        "optimization_method": "grid_search",
+        "parameters": ["fast", "slow"],
+        "constraints": ["fast < slow"],
+    }
+    r = await api.client.post(f"{PREFIX}/optimize", json=body, headers=trader)
+    run_id = r.json()["backtest_id"]
+    for _ in range(600):
+        status = (await api.client.get(f"{PREFIX}/{run_id}/status", headers=trader)).json()["status"]
+        if status == "running":
+            break
+        await asyncio.sleep(0.05)
+    listed = {x["backtest_id"]: x["status"] for x in (await api.client.get(PREFIX, headers=trader)).json()}
+    assert listed[run_id] == "running"
+    await api.client.post(f"{PREFIX}/{run_id}/cancel", headers=trader)
+    assert (await finished(api, trader, run_id))["status"] == "cancelled"

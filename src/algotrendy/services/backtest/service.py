@@ -61,6 +61,7 @@ from algotrendy.services.strategies.interface import StrategiesApi
 log = structlog.get_logger(__name__)
 
 PREFIX = "/api/v1/backtest"
+MAX_PAGE = 200
 HEADLINE = (
     "total_return",
     "annualized_return",
@@ -573,6 +574,8 @@ class BacktestService:
 
     async def _finalize(self, row: Any, job: JobRead | None = None) -> None:
         job = job or await self._jobs.get(owner=row.owner_id, job_id=row.job_id)
+        if not job.status.finished:
+            return
         status = _JOB_STATUS[job.status]
         result = job.result if isinstance(job.result, dict) else None
         values = {
@@ -643,16 +646,35 @@ class BacktestService:
         limit: int = 50,
         offset: int = 0,
     ) -> builtins.list[RunSummary]:
+        if not 1 <= limit <= MAX_PAGE:
+            raise Invalid(f"limit must be between 1 and {MAX_PAGE}", field="limit")
+        if offset < 0:
+            raise Invalid("offset must not be negative", field="offset")
         async with self._db() as session:
             rows = await store.listing(
-                session,
-                owner,
-                kind=kind,
-                strategy_id=strategy_id,
-                limit=min(max(limit, 1), 200),
-                offset=max(offset, 0),
+                session, owner, kind=kind, strategy_id=strategy_id, limit=limit, offset=offset
             )
-        return [_summary(r, RunStatus(r.status)) for r in rows]
+        live = await self._live_statuses(owner, rows)
+        return [_summary(r, live.get(r.id, RunStatus(r.status))) for r in rows]
+
+    async def _live_statuses(self, owner: uuid.UUID, rows: builtins.list[Any]) -> dict[uuid.UUID, RunStatus]:
+        """Runs whose job is still queued or running, as the jobs service sees them: two queries
+        for the page, not one per run. A run whose job has finished is finalized here."""
+        pending = [r for r in rows if r.finished_at is None and r.job_id is not None]
+        if not pending:
+            return {}
+        running = {j.id for j in await self._jobs.list(owner=owner, status=JobStatus.RUNNING, limit=200)}
+        queued = {j.id for j in await self._jobs.list(owner=owner, status=JobStatus.QUEUED, limit=200)}
+        out: dict[uuid.UUID, RunStatus] = {}
+        for r in pending:
+            if r.job_id in running:
+                out[r.id] = RunStatus.RUNNING
+            elif r.job_id in queued:
+                out[r.id] = RunStatus.QUEUED
+            else:  # finished (or beyond the first 200 of either list): ask for this one
+                row, job = await self._row(owner, r.id)
+                out[r.id] = _JOB_STATUS[job.status] if job is not None else RunStatus(row.status)
+        return out
 
     async def cancel(self, *, owner: uuid.UUID, backtest_id: uuid.UUID) -> RunStatusRead:
         row, job = await self._row(owner, backtest_id)
@@ -660,7 +682,10 @@ class BacktestService:
             raise Conflict(
                 f"backtest {backtest_id} has already finished ({row.status})", code="already_finished"
             )
-        await self._jobs.cancel(owner=owner, job_id=row.job_id)
+        try:
+            await self._jobs.cancel(owner=owner, job_id=row.job_id)
+        except Conflict:  # it finished in between
+            raise Conflict(f"backtest {backtest_id} has already finished", code="already_finished") from None
         return await self.status(owner=owner, backtest_id=backtest_id)
 
     async def delete(self, *, owner: uuid.UUID, backtest_id: uuid.UUID) -> None:
