@@ -102,7 +102,15 @@ async def test_backtest_runs_as_a_job_and_reports_results(api: Api, trader: dict
     ):
         assert key in m, key
     assert m["number_of_trades"] == res["trades_total"] == len(res["trades"]) > 5
-    assert m["beta"] is not None  # against SPY, the default benchmark of stocks
+    assert m["beta"] is not None and res["benchmark"] == "SPY"  # the default benchmark of stocks
+    assert res["config"] == {
+        "initial_capital": 100000.0,
+        "commission": 0.001,
+        "slippage": 0.0005,
+        "fixed_fee": 0.0,
+        "lot_size": 0.0,
+        "leverage": 1.0,
+    }
     eq = res["equity"]
     assert len(eq["timestamp"]) == len(eq["equity"]) == len(eq["drawdown"]) == len(eq["benchmark"])
     assert eq["timestamp"][0].startswith("2010-01-04") and eq["timestamp"][-1] < "2018-01-01"
@@ -116,6 +124,7 @@ async def test_backtest_runs_as_a_job_and_reports_results(api: Api, trader: dict
     r = await api.client.get(f"{PREFIX}/{accepted['backtest_id']}/report", headers=trader)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert "sharpe" in r.text.lower() and '<script src="http' not in r.text
+    assert "SPY (buy and hold)" in r.text
 
 
 async def test_strategy_scoped_backtest_uses_the_stored_strategy(api: Api, trader: dict[str, str]) -> None:

@@ -59,6 +59,7 @@ class Plan:
     curve_points: int = 5000
     max_trades: int = 50_000
     workers: int = 0
+    benchmark: str | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Plan:
@@ -74,6 +75,7 @@ class Plan:
             curve_points=int(data.get("curve_points", 5000)),
             max_trades=int(data.get("max_trades", 50_000)),
             workers=int(data.get("workers", 0)),
+            benchmark=data.get("benchmark"),
         )
 
     def with_params(self, params: Mapping[str, ParamValue]) -> Plan:
@@ -158,6 +160,15 @@ def describe(plan: Plan, result: RunResult, benchmark: Bars | None) -> dict[str,
         risk_free_rate=plan.risk_free_rate,
         curve_points=plan.curve_points,
         max_trades=plan.max_trades,
+        benchmark_name=plan.benchmark if benchmark is not None else None,
+        config={
+            "initial_capital": plan.config.initial_capital,
+            "commission": plan.config.fee_rate,
+            "slippage": plan.config.slippage,
+            "fixed_fee": plan.config.fee_fixed,
+            "lot_size": plan.config.lot_size,
+            "leverage": plan.config.leverage,
+        },
     )
 
 
@@ -171,6 +182,8 @@ def outcome(
     risk_free_rate: float = 0.0,
     curve_points: int = 5000,
     max_trades: int = 50_000,
+    benchmark_name: str | None = None,
+    config: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Metrics, curves (downsampled) and trades of any run, a Python strategy's included."""
     ppy = periods_per_year or metrics.periods_per_year(result.ts)
@@ -195,6 +208,8 @@ def outcome(
         "engine": engine,
         "first": iso(int(result.ts[0])) if len(result.ts) else None,
         "last": iso(int(result.ts[-1])) if len(result.ts) else None,
+        "benchmark": benchmark_name if bench_ok else None,
+        "config": dict(config or {}),
     }
 
 

@@ -127,7 +127,7 @@ def render_html(results: Mapping[str, Any]) -> str:
     if charts and isinstance(equity, Mapping):
         trades = run.get("trades")
         trades = trades if isinstance(trades, list) else []
-        parts.append("<h2>Equity</h2>" + _equity_chart(equity, trades))
+        parts.append("<h2>Equity</h2>" + _equity_chart(equity, trades, run.get("benchmark")))
         parts.append("<h2>Drawdown</h2>" + _drawdown_chart(equity))
     if isinstance(run.get("trades"), list):
         parts.append(_trades(run["trades"], run.get("trades_total")))
@@ -218,10 +218,12 @@ def _header(results: Mapping[str, Any]) -> str:
         facts.append(("Bars", fmt("bars", run.get("bars"))))
     if run.get("engine"):
         facts.append(("Engine", _e(run["engine"])))
+    if run.get("benchmark"):
+        facts.append(("Benchmark", f"{_e(run['benchmark'])} (buy and hold)"))
     params = results.get("best_params") or run.get("params")
     if params:
         facts.append(("Parameters", _params(params)))
-    config = results.get("config")
+    config = results.get("config") or run.get("config")
     if isinstance(config, Mapping) and config:
         facts.append(("Settings", _params(config)))
     rows = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts)
@@ -290,7 +292,9 @@ def _figure_html(fig: Any, div_id: str, height: int) -> str:
     return f'<div class="card">{out}</div>'
 
 
-def _equity_chart(equity: Mapping[str, Any], trades: Sequence[Mapping[str, Any]]) -> str:
+def _equity_chart(
+    equity: Mapping[str, Any], trades: Sequence[Mapping[str, Any]], benchmark: str | None = None
+) -> str:
     import plotly.graph_objects as go
 
     stamps = list(equity["timestamp"])
@@ -305,7 +309,7 @@ def _equity_chart(equity: Mapping[str, Any], trades: Sequence[Mapping[str, Any]]
             go.Scatter(
                 x=x,
                 y=_series(equity["benchmark"]),
-                name="Benchmark (buy and hold)",
+                name=f"Benchmark: {benchmark} (buy and hold)" if benchmark else "Benchmark (buy and hold)",
                 mode="lines",
                 line={"color": "#8a8f98", "width": 1.2, "dash": "dot"},
             )

@@ -430,7 +430,7 @@ class BacktestService:
                 field="start_date",
                 code="series_too_short",
             )
-        bench = await self._benchmark(req, asset, list(data), interval, start, end)
+        bench, bench_name = await self._benchmark(req, asset, list(data), interval, start, end)
         config = BacktestConfig(
             initial_capital=req.initial_capital,
             fee_rate=req.commission,
@@ -449,6 +449,7 @@ class BacktestService:
             "curve_points": self._s.curve_points,
             "max_trades": self._s.max_trades,
             "workers": self._s.sweep_workers,
+            "benchmark": bench_name,
         }
         meta = {"target": target, "data": data, "benchmark": bench, "interval": interval, "bars": n}
         return plan, meta
@@ -477,12 +478,12 @@ class BacktestService:
         interval: str,
         start: datetime | None,
         end: datetime | None,
-    ) -> Bars | None:
+    ) -> tuple[Bars | None, str | None]:
         name = req.benchmark
         if name is None and asset in STOCKS and self._s.default_benchmark not in symbols:
             name = self._s.default_benchmark
         if name is None:
-            return None
+            return None, None
         try:
             series = await self._md.read_bars(symbol=name, interval=interval, start=start, end=end)
         except NotFound:
@@ -490,8 +491,8 @@ class BacktestService:
                 raise Invalid(
                     f"no benchmark series {name!r}", field="benchmark", code="unknown_benchmark"
                 ) from None
-            return None
-        return series.bars if len(series.bars) else None
+            return None, None
+        return (series.bars, series.symbol) if len(series.bars) else (None, None)
 
     async def _start(
         self,
