@@ -22,13 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from algotrendy.core.market import Bars
-from algotrendy.engine.execution import STOP_TYPES, Costs, floor_lot, match, size_fraction
+from algotrendy.engine.execution import Costs, floor_lot, match_bar, priority, size_fraction
 from algotrendy.engine.orders import Fill, Order, OrderSide, OrderStatus, OrderType, TimeInForce
 from algotrendy.engine.positions import Closed, Position
 from algotrendy.engine.result import RunResult, Trades
 from algotrendy.engine.strategy import Strategy
 
-NS_PER_DAY = 86_400 * 10**9
 MAX_BRACKET_ROUNDS = 8
 
 
@@ -285,7 +284,7 @@ class EventBacktest:
         o, h, lo = self._o[s][row], self._h[s][row], self._l[s][row]
         orders = self._active[s]
         if len(orders) > 1:
-            orders.sort(key=_priority)
+            orders.sort(key=priority)
         self._match(orders, s, row, o, h, lo, at_open=True)
         for _ in range(MAX_BRACKET_ROUNDS):
             if not self._brackets:
@@ -295,7 +294,7 @@ class EventBacktest:
             # an order for another symbol placed in ``on_fill`` waits for that symbol's next step
             self._incoming.extend(b for b in fresh if b.symbol != s)
             fresh = [b for b in fresh if b.symbol == s]
-            fresh.sort(key=_priority)
+            fresh.sort(key=priority)
             self._match(fresh, s, row, o, h, lo, at_open=False)
             orders.extend(b for b in fresh if b.status.is_open)
         self._active[s] = [x for x in orders if x.status.is_open]
@@ -303,23 +302,18 @@ class EventBacktest:
     def _match(
         self, orders: list[Order[float]], s: str, row: int, o: float, h: float, lo: float, *, at_open: bool
     ) -> None:
-        day = self._now // NS_PER_DAY
-        for order in orders:
-            if not order.status.is_open or order.symbol != s:
-                continue
-            if order.time_in_force is TimeInForce.DAY:
-                first = self._day_of.setdefault(order.id, day)
-                if day > first:
-                    order.transition(OrderStatus.EXPIRED, "day order not filled")
-                    continue
-            hit = match(order, o, h, lo, at_open=at_open)
-            if hit is None:
-                if order.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
-                    order.transition(OrderStatus.EXPIRED, "not filled immediately")
-                continue
-            raw, slipped = hit
-            price = self._costs.taker_price(order.side, raw) if slipped else raw
-            self._execute(order, s, row, price, mark=o)
+        match_bar(
+            orders,
+            s,
+            o,
+            h,
+            lo,
+            now_ns=self._now,
+            first_day=self._day_of,
+            costs=self._costs,
+            execute=lambda order, price: self._execute(order, s, row, price, mark=o),
+            at_open=at_open,
+        )
 
     def _execute(self, order: Order[float], s: str, row: int, price: float, *, mark: float) -> None:
         pos = self._positions[s]
@@ -429,9 +423,3 @@ class EventBacktest:
             ret=np.divide(pnl, notional, out=np.zeros_like(pnl), where=notional != 0),
             exit_reason=[tag or "exit" for _, tag in self._closed],
         )
-
-
-def _priority(order: Order[float]) -> int:
-    if order.type is OrderType.MARKET:
-        return 0
-    return 1 if order.type in STOP_TYPES else 2

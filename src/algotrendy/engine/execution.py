@@ -28,10 +28,11 @@ matched on bar ``i + 1``):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic
 
-from algotrendy.engine.orders import N, Order, OrderSide, OrderType
+from algotrendy.engine.orders import N, Order, OrderSide, OrderStatus, OrderType, TimeInForce
 
 STOP_TYPES = frozenset({OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP})
 
@@ -110,6 +111,53 @@ def match(order: Order[N], open_: N, high: N, low: N, *, at_open: bool = True) -
         if (low <= limit) if buy else (high >= limit):
             return limit, False
     return None
+
+
+NS_PER_DAY = 86_400 * 10**9
+
+
+def priority(order: Order[N]) -> int:
+    """Matching order within a bar: market orders, then stops, then limits (pessimistic)."""
+    if order.type is OrderType.MARKET:
+        return 0
+    return 1 if order.type in STOP_TYPES else 2
+
+
+def match_bar(
+    orders: Iterable[Order[N]],
+    symbol: str,
+    open_: N,
+    high: N,
+    low: N,
+    *,
+    now_ns: int,
+    first_day: dict[str, int],
+    costs: Costs[N],
+    execute: Callable[[Order[N], N], None],
+    at_open: bool = True,
+) -> None:
+    """Match each open order of ``symbol`` (in the given order; sort by ``priority``) against one
+    bar, applying time in force: a DAY order lives through the UTC day of the first bar it meets
+    (``first_day`` remembers it per order id), IOC/FOK expire if that bar does not fill them.
+    ``execute(order, price)`` gets each hit at its fill price (slippage applied to stops and
+    market orders): the caller sizes, fills and books it. One loop for the backtester and the
+    paper broker."""
+    day = now_ns // NS_PER_DAY
+    for order in orders:
+        if not order.status.is_open or order.symbol != symbol:
+            continue
+        if order.time_in_force is TimeInForce.DAY:
+            first = first_day.setdefault(order.id, day)
+            if day > first:
+                order.transition(OrderStatus.EXPIRED, "day order not filled")
+                continue
+        hit = match(order, open_, high, low, at_open=at_open)
+        if hit is None:
+            if order.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
+                order.transition(OrderStatus.EXPIRED, "not filled immediately")
+            continue
+        raw, slipped = hit
+        execute(order, costs.taker_price(order.side, raw) if slipped else raw)
 
 
 def trailing_level(order: Order[N]) -> N | None:

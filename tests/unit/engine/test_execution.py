@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from algotrendy.engine.execution import Costs, floor_lot, match, size_fraction, trailing_level
-from algotrendy.engine.orders import Order, OrderSide, OrderType
+from algotrendy.engine.orders import Order, OrderSide, OrderType, TimeInForce
 
 BUY, SELL = OrderSide.BUY, OrderSide.SELL
 
@@ -288,3 +288,62 @@ def test_size_fraction_is_zero_without_equity_price_or_fraction(
     fraction: float, equity: float, price: float
 ) -> None:
     assert size_fraction(fraction, equity, price, 0.001, 0.0) == 0.0
+
+
+# ---- match_bar: the one matching loop of the backtester and the paper broker ------------------
+
+
+def _mk(
+    oid: str,
+    type_: OrderType,
+    side: OrderSide = OrderSide.BUY,
+    tif: TimeInForce = TimeInForce.GTC,
+    **kw: float,
+) -> Order[float]:
+    from algotrendy.engine.orders import OrderStatus
+
+    order: Order[float] = Order(oid, "X", side, type_, 1.0, time_in_force=tif, **kw)  # type: ignore[arg-type]
+    order.transition(OrderStatus.VALIDATED)
+    order.transition(OrderStatus.SUBMITTED)
+    return order
+
+
+def test_match_bar_applies_priority_time_in_force_and_slippage() -> None:
+    from algotrendy.engine.execution import NS_PER_DAY, Costs, match_bar, priority
+    from algotrendy.engine.orders import OrderStatus
+
+    costs = Costs(0.0, 0.01, 0.0)
+    limit = _mk("l", OrderType.LIMIT, limit_price=95.0)
+    stop = _mk("s", OrderType.STOP, side=OrderSide.SELL, stop_price=96.0)
+    market = _mk("m", OrderType.MARKET)
+    ioc = _mk("i", OrderType.LIMIT, tif=TimeInForce.IOC, limit_price=50.0)
+    day = _mk("d", OrderType.LIMIT, tif=TimeInForce.DAY, limit_price=50.0)
+    orders = sorted([limit, stop, market, ioc, day], key=priority)
+    assert [o.id for o in orders[:2]] == ["m", "s"]
+    hits: list[tuple[str, float]] = []
+    first: dict[str, int] = {}
+    match_bar(
+        orders,
+        "X",
+        100.0,
+        101.0,
+        94.0,
+        now_ns=0,
+        first_day=first,
+        costs=costs,
+        execute=lambda o, p: hits.append((o.id, p)),
+    )
+    assert hits == [("m", pytest.approx(101.0)), ("s", pytest.approx(96.0 * 0.99)), ("l", 95.0)]
+    assert ioc.status is OrderStatus.EXPIRED and day.status is OrderStatus.SUBMITTED
+    match_bar(
+        [day],
+        "X",
+        100.0,
+        101.0,
+        99.0,
+        now_ns=NS_PER_DAY,
+        first_day=first,
+        costs=costs,
+        execute=lambda o, p: hits.append((o.id, p)),
+    )
+    assert day.status is OrderStatus.EXPIRED and len(hits) == 3
