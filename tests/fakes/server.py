@@ -26,6 +26,7 @@ requests through, then fires ``times`` times (``None``: for ever). One fault fir
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import socket
 import threading
@@ -158,7 +159,7 @@ class _Runtime:
     port: int
 
 
-class FakeServer:
+class FakeServer(abc.ABC):
     """Base of the fake vendors: start/stop, request log, faults (see the module docstring)."""
 
     vendor = "fake"
@@ -171,8 +172,9 @@ class FakeServer:
 
     # ---- what a vendor defines ---------------------------------------------------------------
 
+    @abc.abstractmethod
     def routes(self) -> list[web.RouteDef]:
-        raise NotImplementedError
+        """The vendor's HTTP routes (each fake vendor defines them)."""
 
     def error_body(self, status: int, message: str) -> Any:
         return {"message": message}
