@@ -21,7 +21,10 @@ requests through, then fires ``times`` times (``None``: for ever). One fault fir
 * ``malformed(how, row=i)``: the vendor's handler corrupts row ``i`` of its answer: ``how`` is
   one of ``nan``, ``negative``, ``missing``, ``null``, ``high_lt_low`` (vendors may add more);
 * ``garbage()``: a 200 whose body is not JSON (an HTML page);
-* ``fail_after(n, status)``: let ``n`` requests through, then fail every later one.
+* ``fail_after(n, status)``: let ``n`` requests through, then fail every later one;
+* ``drop(status=None)``: run the handler (the venue *accepts* the request) and then cut the
+  connection without an answer, or answer ``status`` (say 502/504) instead of the real reply:
+  the client cannot tell whether its order was placed.
 """
 
 from __future__ import annotations
@@ -124,6 +127,16 @@ class FaultInjector:
 
     def garbage(self, *, times: int | None = 1, after: int = 0, path: str | None = None) -> Fault:
         return self._add(Fault("garbage", times=times, after=after, path=path))
+
+    def drop(
+        self,
+        status: int | None = None,
+        *,
+        times: int | None = 1,
+        after: int = 0,
+        path: str | None = None,
+    ) -> Fault:
+        return self._add(Fault("drop", status=status or 0, times=times, after=after, path=path))
 
     def fail_after(self, ok: int, status: int = 500, *, path: str | None = None) -> Fault:
         return self.fail(status, times=None, after=ok, path=path)
@@ -236,6 +249,17 @@ class FakeServer(abc.ABC):
             response = web.Response(
                 text="<html><body>502 Bad Gateway</body></html>", content_type="text/html"
             )
+        elif fault is not None and fault.kind == "drop":
+            await handler(request)  # the venue acts on it ...
+            if fault.status:  # ... and a proxy answers an error instead
+                response = web.json_response(
+                    self.error_body(fault.status, "Bad gateway"), status=fault.status
+                )
+            else:  # ... or the connection dies before the answer
+                if request.transport is not None:
+                    request.transport.abort()
+                record.status = -1
+                raise ConnectionResetError("fault: connection dropped after the venue accepted")
         else:
             request[FAULT] = fault
             response = await handler(request)
