@@ -81,6 +81,14 @@ def _mount_routers(app: FastAPI, hosted: tuple[str, ...]) -> None:
 
         app.include_router(backtest_router)
         app.include_router(backtest_strategy_router)
+    if "trading" in hosted:
+        from algotrendy.services.portfolio.router import router as portfolio_router
+        from algotrendy.services.risk.router import router as risk_router
+        from algotrendy.services.trading.router import router as trading_router
+
+        app.include_router(portfolio_router)
+        app.include_router(risk_router)
+        app.include_router(trading_router)
 
 
 def _platform_routes(app: FastAPI, container: Container) -> None:

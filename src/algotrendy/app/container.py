@@ -128,6 +128,8 @@ class Container:
     secret_box: SecretBox
     services: dict[str, Any] = field(default_factory=dict)
     relays: list[OutboxRelay] = field(default_factory=list)
+    _on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    _on_stop: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
     _started: list[Any] = field(default_factory=list)
 
     @classmethod
@@ -209,6 +211,9 @@ class Container:
             from algotrendy.app.backtest import build_backtest
 
             build_backtest(self)
+        from algotrendy.app.trading import build_trading
+
+        build_trading(self)
 
     def _build_users(self) -> None:
         from algotrendy.services.users.mail import MailWorker
@@ -250,6 +255,14 @@ class Container:
         )
         self.relays.append(self._relay(outbox))
 
+    def on_start(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Run ``step`` at start, after the stores are open and samples loaded."""
+        self._on_start.append(step)
+
+    def on_stop(self, name: str, step: Callable[[], Awaitable[None]]) -> None:
+        """Run ``step`` at stop, before the stores close."""
+        self._on_stop.append((name, step))
+
     def _relay(self, outbox: Outbox) -> OutboxRelay:
         return OutboxRelay(
             outbox=outbox,
@@ -290,6 +303,8 @@ class Container:
         backtest = self.services.get("backtest")
         if backtest is not None:
             await backtest.subscribe(self.bus)
+        for step in self._on_start:
+            await step()
         for relay in self.relays:
             relay.start()
         log.info(
@@ -307,6 +322,7 @@ class Container:
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             (f"relay:{r.name}", r.stop) for r in self.relays
         ]
+        steps += self._on_stop
         for name, method in (
             ("marketdata.live", "close"),
             ("backtest", "unsubscribe"),

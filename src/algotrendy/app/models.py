@@ -8,7 +8,7 @@ from algotrendy.db.base import metadata
 from algotrendy.db.inbox import inbox_table
 from algotrendy.db.outbox import outbox_table
 
-OUTBOXES = ("users", "jobs", "marketdata", "strategies", "backtest")
+OUTBOXES = ("users", "jobs", "marketdata", "strategies", "backtest", "portfolio", "risk", "trading")
 INBOXES = ("notifications",)
 
 
@@ -20,9 +20,13 @@ def all_metadata() -> MetaData:
         outbox_table(service)
     for service in INBOXES:
         inbox_table(service)
+    import algotrendy.adapters.brokers.paper_store
     import algotrendy.services.backtest.store
     import algotrendy.services.jobs.store
     import algotrendy.services.marketdata.store
-    import algotrendy.services.strategies.store  # noqa: F401
+    import algotrendy.services.portfolio.store
+    import algotrendy.services.risk.store
+    import algotrendy.services.strategies.store
+    import algotrendy.services.trading.store  # noqa: F401
 
     return metadata

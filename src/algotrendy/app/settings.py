@@ -19,9 +19,20 @@ from algotrendy.services.jobs.settings import JobsSettings
 from algotrendy.services.marketdata.settings import MarketDataSettings
 from algotrendy.services.notifications.settings import NotificationsSettings
 from algotrendy.services.strategies.settings import StrategiesSettings
+from algotrendy.services.trading.settings import TradingSettings
 from algotrendy.services.users.settings import UsersSettings
 
-SERVICES = ("users", "notifications", "jobs", "marketdata", "strategies", "backtest")
+SERVICES = (
+    "users",
+    "notifications",
+    "jobs",
+    "marketdata",
+    "strategies",
+    "backtest",
+    "portfolio",
+    "risk",
+    "trading",
+)
 """Services this build can host; ``all`` means every one of them."""
 
 
@@ -99,6 +110,7 @@ class Settings(BaseSettings):
     marketdata: MarketDataSettings = Field(default_factory=MarketDataSettings)
     strategies: StrategiesSettings = Field(default_factory=StrategiesSettings)
     backtest: BacktestSettings = Field(default_factory=BacktestSettings)
+    trading: TradingSettings = Field(default_factory=TradingSettings)
 
     _csv = field_validator("services", mode="before")(_split_csv)
 

@@ -10,7 +10,8 @@ whole sums to zero per currency, always. Accounts (per currency):
 - ``position:<symbol>``: the cost of what is held (negative for a short: what is owed);
 - ``fees``: commissions paid;
 - ``pnl``: realized profit (negative) or loss (positive): what a closing fill leaves over;
-- ``external``: deposits and withdrawals (the world outside the account).
+- ``external``: deposits and withdrawals (the world outside the account);
+- ``credit``: what a fill beyond cash and reservation left owed (negative), see ``fill``.
 
 Invariants the tests hold: postings sum to zero per currency; ``cash`` never goes negative (a
 reservation or a fill that would need more is refused before anything is written); a
@@ -172,12 +173,17 @@ class Ledger:
         notional: Decimal,
         fee: Decimal,
         basis: Decimal,
+        allow_credit: bool = False,
     ) -> bool:
         """A fill. ``basis`` is the signed change of the position's cost that the caller's
         ``Position`` computed: ``+notional`` buying to open or add to a long, ``-(closed x average)``
         selling to reduce it; ``-notional`` selling to open or add to a short, ``+(closed x
         average)`` buying to cover. Realized P&L takes the difference. A buy pays from the order's
-        reservation first, then cash. Idempotent by ``fill_id``."""
+        reservation first, then cash. Idempotent by ``fill_id``.
+
+        A fill is a fact at the venue: with ``allow_credit`` one that costs more than the
+        reservation and cash together is still booked, the shortfall going to ``credit`` (what
+        is owed, a negative balance) so that ``cash`` stays at or above zero."""
         if fill_id in self.seen:
             return False
         if notional < ZERO or fee < ZERO:
@@ -187,9 +193,14 @@ class Ledger:
         from_reserved = ZERO
         if side is OrderSide.BUY and order_id is not None and order_id in self.reservations:
             from_reserved = min(self.reservations[order_id][1], -cash_change)
+        cash_posting = cash_change + from_reserved
+        shortfall = ZERO
+        if allow_credit and self.balance("cash", currency) + cash_posting < ZERO:
+            shortfall = -(self.balance("cash", currency) + cash_posting)
         postings = [
             Posting("reserved", currency, -from_reserved),
-            Posting("cash", currency, cash_change + from_reserved),
+            Posting("cash", currency, cash_posting + shortfall),
+            Posting("credit", currency, -shortfall),
             Posting(f"position:{symbol}", currency, basis),
             Posting("fees", currency, fee),
             Posting("pnl", currency, -(cash_change + basis + fee)),  # exact: the rest balances it

@@ -34,7 +34,9 @@ async def _check(url: str) -> None:
         assert {t for t in tables if t != "alembic_version"} == set(all_metadata().tables)
         assert all(
             t == "alembic_version"
-            or t.split("_")[0] in {"users", "notifications", "jobs", "marketdata", "strategies", "backtest"}
+            or t.split("_")[0]
+            in {"users", "notifications", "jobs", "marketdata", "strategies", "backtest"}
+            | {"portfolio", "risk", "trading"}
             for t in tables
         )
     finally:

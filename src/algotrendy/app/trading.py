@@ -1,0 +1,184 @@
+"""Wiring of trading, risk and portfolio: the quote source the paper broker trades against, the
+paper exchange, the live broker factory (ccxt, Alpaca), and the three services.
+
+The three are hosted together: the pre-trade check reads risk limits in-process on the order
+path (ARCHITECTURE rule 5) and an account is opened from its portfolio, so
+``--services trading`` without ``risk`` and ``portfolio`` is refused (``ConfigurationError``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from algotrendy.core.errors import ConfigurationError
+from algotrendy.core.market import BarStore, BarUpdate, SeriesInfo
+from algotrendy.core.venue import Quote, Venue
+from algotrendy.db.outbox import Outbox
+from algotrendy.services.trading.venues import Credentials
+
+if TYPE_CHECKING:
+    from algotrendy.app.container import Container
+
+LAST_TTL = 2.0
+
+
+def _dec(value: float) -> Decimal:
+    return Decimal(repr(float(value)))
+
+
+class StoreQuotes:
+    """``QuoteSource`` over the bar store and the live feed: the last price is the latest update
+    of a running stream, else the close of the newest stored bar of the finest series."""
+
+    def __init__(self, store: BarStore, feed_for: Any) -> None:
+        self._store = store
+        self._feed_for = feed_for
+        self._live: dict[str, Quote] = {}
+        self._cached: dict[str, tuple[float, Quote | None]] = {}
+
+    async def _finest(self, symbol: str) -> SeriesInfo | None:
+        infos = [i for i in await self._store.series(symbol=symbol) if i.count > 0]
+        return min(infos, key=lambda i: i.key.timeframe.seconds) if infos else None
+
+    async def last(self, symbol: str) -> Quote | None:
+        live = self._live.get(symbol)
+        if live is not None:
+            return live
+        hit = self._cached.get(symbol)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < LAST_TTL:
+            return hit[1]
+        info = await self._finest(symbol)
+        quote = None
+        if info is not None:
+            bars = await self._store.read(info.key, limit=1)
+            if len(bars):
+                quote = Quote(
+                    symbol=symbol,
+                    ts=int(bars.ts[-1]),
+                    price=_dec(bars.close[-1]),
+                    volume=_dec(bars.volume[-1]),
+                )
+        self._cached[symbol] = (now, quote)
+        return quote
+
+    async def stream(self, symbol: str) -> AsyncIterator[BarUpdate]:
+        info = await self._finest(symbol)
+        if info is None:
+            return
+        feed = self._feed_for(info)
+        try:
+            async for update in feed.bars([info.key]):
+                self._live[symbol] = Quote(
+                    symbol=symbol, ts=update.ts, price=_dec(update.close), volume=_dec(update.volume)
+                )
+                yield update
+        finally:
+            self._live.pop(symbol, None)
+            await feed.close()
+
+
+def live_venue(credentials: Credentials, timeout: float) -> Venue:
+    if credentials.venue == "alpaca":
+        from algotrendy.adapters.brokers.alpaca_venue import AlpacaVenue
+
+        return AlpacaVenue(
+            key_id=credentials.api_key,
+            secret=credentials.secret,
+            base_url=credentials.base_url
+            or ("https://paper-api.alpaca.markets" if credentials.sandbox else "https://api.alpaca.markets"),
+            timeout=timeout,
+        )
+    from algotrendy.adapters.brokers.ccxt_venue import CcxtVenue
+
+    return CcxtVenue(
+        exchange_id=credentials.venue,
+        api_key=credentials.api_key,
+        secret=credentials.secret,
+        password=credentials.password,
+        urls={"api": credentials.base_url} if credentials.base_url else None,
+        sandbox=credentials.sandbox,
+        timeout=timeout,
+    )
+
+
+def build_trading(container: Container) -> None:
+    hosted = container.settings.hosted_services
+    group = {"trading", "risk", "portfolio"}
+    missing = group - set(hosted)
+    if missing and group & set(hosted):
+        raise ConfigurationError(
+            f"trading, risk and portfolio run in one process (the order path checks risk in-process); "
+            f"add {', '.join(sorted(missing))} to --services"
+        )
+    if not group <= set(hosted):
+        return
+    if "marketdata" not in hosted:
+        raise ConfigurationError("trading needs the marketdata service in the same process (paper prices)")
+    from algotrendy.adapters.brokers.paper import PaperExchange
+    from algotrendy.services.portfolio.service import PortfolioService
+    from algotrendy.services.risk.service import RiskService
+    from algotrendy.services.trading.service import TradingService
+    from algotrendy.services.trading.venues import Venues
+
+    settings = container.settings.trading
+    from algotrendy.app.marketdata import _feed_factory
+
+    store = container.services["marketdata"].store
+    quotes = StoreQuotes(store, _feed_factory(container, store))
+    exchange = PaperExchange(
+        sessions=container.sessions,
+        quotes=quotes,
+        clock=container.clock,
+        fee_rate=settings.paper_fee_rate,
+        fee_fixed=settings.paper_fee_fixed,
+        slippage=settings.paper_slippage,
+        max_participation=settings.paper_max_participation,
+    )
+    outboxes = {
+        name: Outbox(service=name, clock=container.clock) for name in ("trading", "risk", "portfolio")
+    }
+    services = container.services
+    portfolio = PortfolioService(
+        sessions=container.sessions,
+        clock=container.clock,
+        outbox=outboxes["portfolio"],
+        trading=lambda: services.get("trading"),
+    )
+    venues = Venues(
+        sessions=container.sessions,
+        clock=container.clock,
+        secret_box=container.secret_box,
+        paper=lambda account_id, currency, cash: exchange.account(account_id, currency, initial_cash=cash),
+        live=lambda c: live_venue(c, settings.venue_timeout),
+    )
+    trading = TradingService(
+        sessions=container.sessions,
+        clock=container.clock,
+        outbox=outboxes["trading"],
+        settings=settings,
+        portfolios=portfolio,
+        risk=lambda: services["risk"],
+        quotes=quotes,
+        venues=venues,
+    )
+    risk = RiskService(
+        sessions=container.sessions,
+        clock=container.clock,
+        outbox=outboxes["risk"],
+        portfolios=portfolio,
+        trading=lambda: services["trading"],
+    )
+    services["portfolio"] = portfolio
+    services["risk"] = risk
+    services["trading"] = trading
+    services["trading.paper"] = exchange
+    for outbox in outboxes.values():
+        container.relays.append(container._relay(outbox))
+    container.on_start(exchange.start)
+    container.on_start(trading.start)
+    container.on_stop("trading", trading.stop)
+    container.on_stop("trading.paper", exchange.close)

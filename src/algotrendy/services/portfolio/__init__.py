@@ -1,0 +1,1 @@
+"""Portfolio service: portfolios owned by users, the unit trading, risk and reports work on."""

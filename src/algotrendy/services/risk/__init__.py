@@ -1,0 +1,1 @@
+"""Risk service: limits and kill switch per portfolio, pre-trade checks (analytics: issue 6)."""

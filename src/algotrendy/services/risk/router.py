@@ -1,0 +1,48 @@
+"""HTTP front door of the risk service: ``/api/v1/risk``. Reading limits needs
+``read_portfolio``; changing them (and the kill switch) ``manage_risk``."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+
+from algotrendy.core.auth import Permission, Principal
+from algotrendy.gateway.auth import require
+from algotrendy.gateway.problems import PROBLEM_RESPONSES
+from algotrendy.services.risk.interface import PreTradeCheckRequest, RiskApi, RiskLimitsRead, RiskLimitsUpdate
+from algotrendy.services.trading.interface import OrderCreate, RiskCheckRead
+
+
+def risk_api(request: Request) -> RiskApi:
+    api: RiskApi = request.app.state.services["risk"]
+    return api
+
+
+Risk = Annotated[RiskApi, Depends(risk_api)]
+Reader = Annotated[Principal, Depends(require(Permission.READ_PORTFOLIO))]
+RiskManager = Annotated[Principal, Depends(require(Permission.MANAGE_RISK))]
+
+router = APIRouter(prefix="/api/v1/risk", tags=["risk"], responses=PROBLEM_RESPONSES)
+
+
+@router.get("/limits/{portfolio_id:uuid}")
+async def get_limits(portfolio_id: uuid.UUID, user: Reader, risk: Risk) -> RiskLimitsRead:
+    """The limits and the kill switch state (``ACTIVE``, ``REDUCING``, ``HALTED``)."""
+    return await risk.get_limits(owner_id=user.user_id, portfolio_id=portfolio_id)
+
+
+@router.put("/limits/{portfolio_id:uuid}")
+async def put_limits(
+    portfolio_id: uuid.UUID, body: RiskLimitsUpdate, user: RiskManager, risk: Risk
+) -> RiskLimitsRead:
+    """Replace the limits; ``trading_state`` is the kill switch."""
+    return await risk.put_limits(owner_id=user.user_id, portfolio_id=portfolio_id, limits=body)
+
+
+@router.post("/pre-trade-check")
+async def pre_trade_check(body: PreTradeCheckRequest, user: Reader, risk: Risk) -> RiskCheckRead:
+    """Run the order path's checks on an order without placing it."""
+    order = OrderCreate.model_validate({**body.order.model_dump(), "portfolio_id": body.portfolio_id})
+    return await risk.pre_trade_check(owner_id=user.user_id, request=order)

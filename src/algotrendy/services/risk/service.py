@@ -1,0 +1,133 @@
+"""Risk use cases: limits and kill switch per portfolio, and the pre-trade check endpoint.
+
+Limits are read on every order, so they are cached in process; a change here clears the cache
+(all-in-one) and publishes ``risk.limits.updated`` (other processes drop their copy on it).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from algotrendy.core.clock import Clock
+from algotrendy.db.outbox import Outbox
+from algotrendy.engine.risk import TradingState
+from algotrendy.services.portfolio.interface import PortfolioApi
+from algotrendy.services.risk.interface import RiskLimitsChanged, RiskLimitsRead, RiskLimitsUpdate
+from algotrendy.services.risk.store import limits as limits_table
+from algotrendy.services.trading.interface import OrderCreate, RiskCheckRead, TradingApi
+
+_FIELDS = (
+    "max_order_notional",
+    "max_position_quantity",
+    "max_position_notional",
+    "max_concentration",
+    "max_leverage",
+    "daily_loss_limit",
+)
+
+
+def _read(portfolio_id: uuid.UUID, row: Any | None) -> RiskLimitsRead:
+    if row is None:
+        return RiskLimitsRead(
+            portfolio_id=portfolio_id,
+            trading_state=TradingState.ACTIVE,
+            max_order_notional=None,
+            max_position_quantity=None,
+            max_position_notional=None,
+            max_concentration=None,
+            max_leverage=None,
+            daily_loss_limit=None,
+            max_orders_per_minute=None,
+            symbol_quantity={},
+            updated_at=None,
+        )
+    data = dict(row["limits"])
+    return RiskLimitsRead.model_validate(
+        {
+            "portfolio_id": portfolio_id,
+            "trading_state": row["trading_state"],
+            "updated_at": row["updated_at"],
+            **data,
+        }
+    )
+
+
+class RiskService:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        outbox: Outbox,
+        portfolios: PortfolioApi,
+        trading: Callable[[], TradingApi],
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._outbox = outbox
+        self._portfolios = portfolios
+        self._trading = trading
+        self._cache: dict[uuid.UUID, RiskLimitsRead] = {}
+
+    def forget(self, portfolio_id: uuid.UUID) -> None:
+        self._cache.pop(portfolio_id, None)
+
+    async def limits_for(self, *, portfolio_id: uuid.UUID) -> RiskLimitsRead:
+        hit = self._cache.get(portfolio_id)
+        if hit is not None:
+            return hit
+        async with self._sessions() as session:
+            row = (
+                (
+                    await session.execute(
+                        select(limits_table).where(limits_table.c.portfolio_id == portfolio_id)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        read = _read(portfolio_id, row)
+        self._cache[portfolio_id] = read
+        return read
+
+    async def get_limits(self, *, owner_id: uuid.UUID, portfolio_id: uuid.UUID) -> RiskLimitsRead:
+        await self._portfolios.get(owner_id=owner_id, portfolio_id=portfolio_id)
+        return await self.limits_for(portfolio_id=portfolio_id)
+
+    async def put_limits(
+        self, *, owner_id: uuid.UUID, portfolio_id: uuid.UUID, limits: RiskLimitsUpdate
+    ) -> RiskLimitsRead:
+        await self._portfolios.get(owner_id=owner_id, portfolio_id=portfolio_id)
+        data = limits.model_dump(mode="json", exclude={"trading_state"})
+        now = self._clock.now()
+        async with self._sessions() as session, session.begin():
+            exists = (
+                await session.execute(
+                    select(limits_table.c.portfolio_id).where(limits_table.c.portfolio_id == portfolio_id)
+                )
+            ).first()
+            values = {"trading_state": limits.trading_state.value, "limits": data, "updated_at": now}
+            if exists is None:
+                await session.execute(
+                    insert(limits_table).values(portfolio_id=portfolio_id, owner_id=owner_id, **values)
+                )
+            else:
+                await session.execute(
+                    update(limits_table).where(limits_table.c.portfolio_id == portfolio_id).values(**values)
+                )
+            await self._outbox.add(
+                session,
+                RiskLimitsChanged(
+                    portfolio_id=portfolio_id, owner_id=owner_id, trading_state=limits.trading_state.value
+                ),
+            )
+        self.forget(portfolio_id)
+        return await self.limits_for(portfolio_id=portfolio_id)
+
+    async def pre_trade_check(self, *, owner_id: uuid.UUID, request: OrderCreate) -> RiskCheckRead:
+        return await self._trading().pre_trade_check(owner_id=owner_id, request=request)

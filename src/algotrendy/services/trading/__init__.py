@@ -1,0 +1,1 @@
+"""Trading service: orders, fills, positions, accounts, brokers, reconciliation."""

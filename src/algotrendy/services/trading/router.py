@@ -1,0 +1,153 @@
+"""HTTP front door of the trading service: ``/api/v1/trading``.
+
+Placing, changing and cancelling orders needs ``execute_trades`` (traders and admins); reading
+needs ``read_portfolio`` (viewers too). Every object is looked up with its owner: another user's
+order, position or portfolio answers 404. ``POST /orders`` honours an ``Idempotency-Key`` header
+(or ``client_order_id`` in the body): a retry answers 200 with the original order and
+``Idempotent-Replayed: true``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+
+from algotrendy.core.auth import Permission, Principal
+from algotrendy.engine.orders import OrderSide, OrderStatus
+from algotrendy.gateway.auth import require
+from algotrendy.gateway.problems import PROBLEM_RESPONSES
+from algotrendy.services.trading.interface import (
+    AccountRead,
+    ExecutionStats,
+    FillRead,
+    OrderCancel,
+    OrderCreate,
+    OrderModify,
+    OrderPage,
+    OrderRead,
+    PositionClose,
+    PositionRead,
+    TradingApi,
+)
+
+
+def trading_api(request: Request) -> TradingApi:
+    api: TradingApi = request.app.state.services["trading"]
+    return api
+
+
+Trading = Annotated[TradingApi, Depends(trading_api)]
+Trader = Annotated[Principal, Depends(require(Permission.EXECUTE_TRADES))]
+Reader = Annotated[Principal, Depends(require(Permission.READ_PORTFOLIO))]
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")
+]
+Period = Annotated[str, Query(pattern=r"^[1-9][0-9]{0,3}[hdw]$")]
+
+router = APIRouter(prefix="/api/v1/trading", tags=["trading"], responses=PROBLEM_RESPONSES)
+
+
+@router.post("/orders", status_code=201)
+async def submit_order(
+    body: OrderCreate,
+    user: Trader,
+    trading: Trading,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> OrderRead:
+    """Place an order. A denied order is answered with ``status: rejected`` and its risk reasons."""
+    order, created = await trading.submit_order(
+        owner_id=user.user_id, request=body, idempotency_key=idempotency_key
+    )
+    if not created:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return order
+
+
+@router.get("/orders")
+async def list_orders(
+    user: Reader,
+    trading: Trading,
+    portfolio_id: uuid.UUID | None = None,
+    status: Annotated[list[OrderStatus] | None, Query()] = None,
+    symbol: Annotated[str | None, Query(max_length=40)] = None,
+    side: OrderSide | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> OrderPage:
+    return await trading.list_orders(
+        owner_id=user.user_id,
+        portfolio_id=portfolio_id,
+        status=status,
+        symbol=symbol,
+        side=side,
+        since=since,
+        until=until,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get("/orders/{order_id:uuid}")
+async def get_order(order_id: uuid.UUID, user: Reader, trading: Trading) -> OrderRead:
+    return await trading.get_order(owner_id=user.user_id, order_id=order_id)
+
+
+@router.put("/orders/{order_id:uuid}/cancel")
+async def cancel_order(
+    order_id: uuid.UUID, user: Trader, trading: Trading, body: OrderCancel | None = None
+) -> OrderRead:
+    """Cancel an open order (409 if it is already filled, cancelled, rejected or expired)."""
+    return await trading.cancel_order(
+        owner_id=user.user_id, order_id=order_id, reason=body.reason if body is not None else None
+    )
+
+
+@router.patch("/orders/{order_id:uuid}")
+async def modify_order(order_id: uuid.UUID, body: OrderModify, user: Trader, trading: Trading) -> OrderRead:
+    """Change a resting order's quantity or prices: it is replaced by a new order (answered)."""
+    return await trading.modify_order(owner_id=user.user_id, order_id=order_id, changes=body)
+
+
+@router.get("/orders/{order_id:uuid}/fills")
+async def order_fills(order_id: uuid.UUID, user: Reader, trading: Trading) -> list[FillRead]:
+    return await trading.fills(owner_id=user.user_id, order_id=order_id)
+
+
+@router.get("/positions/{portfolio_id:uuid}")
+async def positions(portfolio_id: uuid.UUID, user: Reader, trading: Trading) -> list[PositionRead]:
+    return await trading.positions(owner_id=user.user_id, portfolio_id=portfolio_id)
+
+
+@router.post("/positions/{position_id:uuid}/close", status_code=201)
+async def close_position(
+    position_id: uuid.UUID, user: Trader, trading: Trading, body: PositionClose | None = None
+) -> OrderRead:
+    """Close all or part of a position with a reduce-only order (answered)."""
+    return await trading.close_position(
+        owner_id=user.user_id, position_id=position_id, request=body or PositionClose()
+    )
+
+
+@router.get("/accounts/{portfolio_id:uuid}")
+async def account(portfolio_id: uuid.UUID, user: Reader, trading: Trading) -> AccountRead:
+    """Cash, reservations, equity and P&L of the portfolio's trading account."""
+    return await trading.account(owner_id=user.user_id, portfolio_id=portfolio_id)
+
+
+@router.get("/fills/{portfolio_id:uuid}")
+async def portfolio_fills(portfolio_id: uuid.UUID, user: Reader, trading: Trading) -> list[FillRead]:
+    return await trading.fills(owner_id=user.user_id, portfolio_id=portfolio_id)
+
+
+@router.get("/execution/stats")
+async def execution_stats(
+    user: Reader, trading: Trading, portfolio_id: uuid.UUID | None = None, period: Period = "1d"
+) -> ExecutionStats:
+    return await trading.execution_stats(owner_id=user.user_id, portfolio_id=portfolio_id, period=period)

@@ -1,0 +1,512 @@
+"""The trading service: the order path from intent to position.
+
+Submitting an order (RELIABILITY G1, G2, G6):
+
+1. an earlier request with the same ``client_order_id`` or ``Idempotency-Key`` answers with its
+   order (the same one; a different body under a used key is a 409);
+2. bad input is refused before anything is written or sent: unknown symbol, quantity below the
+   venue minimum or off its step, price off the tick, notional below the minimum (422 naming the
+   field);
+3. in ONE serialized transaction (``store.lock_account``): the pre-trade risk check
+   (``engine.risk``) against positions, open orders and equity as they stand, the cash
+   reservation for a buy (``engine.ledger``), the order row (created -> validated -> submitted,
+   ``venue_state=pending``) and its outbox events. Concurrent orders queue on the account lock,
+   so they cannot jointly exceed a limit. A denial is stored as a rejected order with its reasons
+   and an ``OrderDenied`` event;
+4. only then the venue is called. Its answer updates the order; an ambiguous outcome
+   (``VenueAmbiguous``) leaves ``venue_state=unknown`` until ``fetch_order`` by client order id
+   resolves it (``execution.Resolver``), never a blind resubmission.
+
+Fills arrive from the venue's event stream, from reconciliation, or from a resolved order; all
+take one path (``execution.apply_fill``) that stores the fill once per trade id and books the
+position and the ledger in the same transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import structlog
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from algotrendy.core.clock import Clock
+from algotrendy.core.errors import Conflict, Invalid, NotFound
+from algotrendy.core.venue import InstrumentRules, QuoteSource
+from algotrendy.db.outbox import Outbox
+from algotrendy.engine.ledger import LedgerError
+from algotrendy.engine.orders import OrderSide, OrderStatus, OrderType
+from algotrendy.engine.risk import Denial, OrderIntent, RiskDecision, RiskLimits, pre_trade_check
+from algotrendy.services.portfolio.interface import PortfolioApi
+from algotrendy.services.risk.interface import RiskApi
+from algotrendy.services.trading import store
+from algotrendy.services.trading import views as reads
+from algotrendy.services.trading.accounts import Books
+from algotrendy.services.trading.execution import Execution
+from algotrendy.services.trading.interface import (
+    NEEDS_LIMIT,
+    AccountRead,
+    AccountView,
+    ExecutionStats,
+    FillRead,
+    OrderCancel,
+    OrderCreate,
+    OrderDenied,
+    OrderModify,
+    OrderPage,
+    OrderRead,
+    PositionClose,
+    PositionRead,
+    RiskCheckRead,
+    RiskReason,
+)
+from algotrendy.services.trading.settings import TradingSettings
+from algotrendy.services.trading.venues import Venues
+from algotrendy.services.trading.views import Snapshot, account_snapshot, execution_stats, list_orders
+
+log = structlog.get_logger(__name__)
+
+ZERO = Decimal(0)
+
+
+def request_hash(request: OrderCreate) -> str:
+    body = request.model_dump(mode="json", exclude={"client_order_id"})
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def check_rules(
+    request: OrderCreate | OrderModify, rules: InstrumentRules, reference: Decimal | None
+) -> None:
+    """The venue's trading rules, checked before anything is written or sent (422 naming the field)."""
+    if not rules.tradable:
+        raise Invalid(f"{rules.symbol} is not tradable at the venue", field="symbol", code="not_tradable")
+    qty = request.quantity
+    if qty is not None:
+        if rules.min_quantity is not None and qty < rules.min_quantity:
+            raise Invalid(
+                f"quantity {qty} is below the venue minimum {rules.min_quantity} for {rules.symbol}",
+                field="quantity",
+                code="below_minimum",
+            )
+        if rules.quantity_step is not None and rules.quantity_step > 0 and qty % rules.quantity_step != 0:
+            raise Invalid(
+                f"quantity {qty} is not a multiple of the step {rules.quantity_step} for {rules.symbol}",
+                field="quantity",
+                code="off_step",
+            )
+    for name in ("limit_price", "stop_price"):
+        price = getattr(request, name)
+        tick = rules.tick_size
+        if price is not None and tick is not None and tick > 0 and price % tick != 0:
+            raise Invalid(
+                f"{name} {price} is not a multiple of the tick size {tick} for {rules.symbol}",
+                field=name,
+                code="off_tick",
+            )
+    floor = rules.min_notional
+    if qty is not None and floor is not None and reference is not None and qty * reference < floor:
+        raise Invalid(
+            f"order value {qty * reference} is below the venue minimum {floor}",
+            field="quantity",
+            code="below_min_notional",
+        )
+
+
+class TradingService:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        outbox: Outbox,
+        settings: TradingSettings,
+        portfolios: PortfolioApi,
+        risk: Callable[[], RiskApi],
+        quotes: QuoteSource,
+        venues: Venues,
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._outbox = outbox
+        self._settings = settings
+        self._portfolios = portfolios
+        self._risk = risk
+        self._quotes = quotes
+        self._venues = venues
+        self.execution = Execution(sessions=sessions, clock=clock, outbox=outbox, venues=venues)
+        venues.on_event = self.execution.on_venue_event
+
+    async def start(self) -> None:
+        await self._venues.start()
+
+    async def stop(self) -> None:
+        await self._venues.close()
+
+    # ---- accounts ------------------------------------------------------------------------------
+
+    async def _account(self, owner_id: uuid.UUID, portfolio_id: uuid.UUID) -> dict[str, Any]:
+        """The trading account of a portfolio ``owner_id`` owns (created on first use)."""
+        async with self._sessions() as session:
+            row = await store.get_account(session, portfolio_id)
+        if row is not None:
+            if row["owner_id"] != owner_id:
+                raise NotFound(f"portfolio {portfolio_id} not found")
+            return row
+        portfolio = await self._portfolios.get(owner_id=owner_id, portfolio_id=portfolio_id)
+        return await self._venues.open_account(portfolio)
+
+    # ---- orders --------------------------------------------------------------------------------
+
+    async def _existing(
+        self, owner_id: uuid.UUID, request: OrderCreate, key: str | None, digest: str
+    ) -> OrderRead | None:
+        async with self._sessions() as session:
+            row = None
+            if request.client_order_id is not None:
+                row = await store.order_by_client_id(session, request.client_order_id)
+                if row is not None and row["owner_id"] != owner_id:
+                    raise Conflict(
+                        "client_order_id is already in use; choose another", code="client_order_id_taken"
+                    )
+            if row is None and key is not None:
+                row = await store.order_by_key(session, owner_id, key)
+        if row is None:
+            return None
+        if row["request_hash"] != digest:
+            raise Conflict(
+                "this idempotency key / client_order_id was used for a different order",
+                code="idempotency_key_reused",
+            )
+        return reads.order(row)
+
+    async def submit_order(
+        self,
+        *,
+        owner_id: uuid.UUID,
+        request: OrderCreate,
+        idempotency_key: str | None = None,
+        deployment_id: uuid.UUID | None = None,
+    ) -> tuple[OrderRead, bool]:
+        digest = request_hash(request)
+        found = await self._existing(owner_id, request, idempotency_key, digest)
+        if found is not None:
+            return found, False
+        account = await self._account(owner_id, request.portfolio_id)
+        venue = await self._venues.venue(account)
+        rules = await self._venues.rules(venue, request.symbol)
+        if rules is None:
+            raise Invalid(
+                f"unknown symbol {request.symbol} at {venue.name}", field="symbol", code="unknown_symbol"
+            )
+        reference = await self._reference_price(request)
+        check_rules(request, rules, reference)
+        limits = (await self._risk().limits_for(portfolio_id=request.portfolio_id)).engine_limits()
+        client_order_id = request.client_order_id or f"at-{uuid.uuid4().hex[:32]}"
+        now = self._clock.now()
+        order_id = uuid.uuid4()
+        try:
+            async with self._sessions() as session, session.begin():
+                locked = await store.lock_account(session, request.portfolio_id)
+                assert locked is not None  # created above
+                snapshot = await account_snapshot(session, locked, self._quotes, self._clock, mark_day=True)
+                decision = self._decide(request, reference, snapshot, limits, locked)
+                books = await Books.load(session, request.portfolio_id)
+                if decision.allowed and request.side is OrderSide.BUY:
+                    decision = self._reserve(books, order_id, request, reference, locked)
+                row = self.execution.new_order_row(
+                    order_id=order_id,
+                    owner_id=owner_id,
+                    request=request,
+                    client_order_id=client_order_id,
+                    idempotency_key=idempotency_key,
+                    digest=digest,
+                    venue=venue.name,
+                    reference=reference,
+                    decision=decision,
+                    deployment_id=deployment_id,
+                    now=now,
+                )
+                await self.execution.insert_order(session, row, decision)
+                await books.save(session, now)
+        except IntegrityError:
+            # A concurrent request with the same key or client id won the race: answer with it.
+            found = await self._existing(owner_id, request, idempotency_key, digest)
+            if found is None:
+                raise
+            return found, False
+        if not decision.allowed:
+            log.info("trading.order.denied", order_id=str(order_id), reason=decision.reason)
+            async with self._sessions() as session:
+                return reads.order(await store.order_by_id(session, order_id) or {}), True
+        return await self.execution.send(order_id, venue), True
+
+    def _decide(
+        self,
+        request: OrderCreate,
+        reference: Decimal,
+        snapshot: Snapshot,
+        limits: RiskLimits[Decimal],
+        account: dict[str, Any],
+    ) -> RiskDecision:
+        view = snapshot.view
+        intent = OrderIntent(
+            symbol=request.symbol,
+            side=request.side,
+            quantity=request.quantity,
+            price=reference,
+            reduce_only=request.reduce_only,
+        )
+        decision = pre_trade_check(intent, view, limits, int(self._clock.now().timestamp() * 1_000_000_000))
+        extra: list[Denial] = []
+        if account["halted_reason"]:
+            extra.append(Denial("account_halted", f"trading is halted: {account['halted_reason']}"))
+        if request.side is OrderSide.SELL and not account["allow_short"]:
+            held = view.holdings.get(request.symbol)
+            have = held.quantity + min(held.pending, ZERO) if held is not None else ZERO
+            if request.quantity > have:
+                extra.append(
+                    Denial(
+                        "short_not_allowed",
+                        f"selling {request.quantity} {request.symbol} needs a position of that size "
+                        f"(free: {have}); short selling is off for this portfolio",
+                    )
+                )
+        return RiskDecision(decision.denials + tuple(extra)) if extra else decision
+
+    def _reserve(
+        self,
+        books: Books,
+        order_id: uuid.UUID,
+        request: OrderCreate,
+        reference: Decimal,
+        account: dict[str, Any],
+    ) -> RiskDecision:
+        s = self._settings
+        buffer = ZERO if request.order_type in NEEDS_LIMIT else s.market_reserve_buffer
+        amount = request.quantity * reference * (1 + buffer) * (1 + s.reserve_fee_rate)
+        try:
+            books.ledger.reserve(str(order_id), str(account["currency"]), amount)
+        except LedgerError:
+            available = books.ledger.available(str(account["currency"]))
+            return RiskDecision(
+                (
+                    Denial(
+                        "insufficient_cash",
+                        f"the order needs {amount:.2f} {account['currency']} set aside; "
+                        f"{available:.2f} is available",
+                    ),
+                )
+            )
+        return RiskDecision()
+
+    async def _reference_price(
+        self, request: OrderCreate | OrderModify, symbol: str | None = None
+    ) -> Decimal:
+        """What the order is expected to cost per unit: its limit (or stop) price, else the last price."""
+        if request.limit_price is not None:
+            return request.limit_price
+        if request.stop_price is not None:
+            return request.stop_price
+        name = symbol or str(getattr(request, "symbol", ""))
+        quote = await self._quotes.last(name)
+        if quote is None:
+            raise Invalid(
+                f"no price is known for {name}: use a limit order, or load its market data",
+                field="symbol",
+                code="no_price",
+            )
+        return quote.price
+
+    async def get_order(self, *, owner_id: uuid.UUID, order_id: uuid.UUID) -> OrderRead:
+        return reads.order(await self._owned_order(owner_id, order_id))
+
+    async def _owned_order(self, owner_id: uuid.UUID, order_id: uuid.UUID) -> dict[str, Any]:
+        async with self._sessions() as session:
+            row = await store.order_by_id(session, order_id)
+        if row is None or row["owner_id"] != owner_id:
+            raise NotFound(f"order {order_id} not found")
+        return row
+
+    async def list_orders(self, *, owner_id: uuid.UUID, **filters: Any) -> OrderPage:
+        async with self._sessions() as session:
+            return await list_orders(session, owner_id=owner_id, **filters)
+
+    async def cancel_order(
+        self, *, owner_id: uuid.UUID, order_id: uuid.UUID, reason: str | None = None
+    ) -> OrderRead:
+        row = await self._owned_order(owner_id, order_id)
+        status = OrderStatus(str(row["status"]))
+        if status.is_final:
+            raise Conflict(
+                f"order {order_id} is {status.value}; only open orders can be cancelled",
+                code="not_cancelable",
+            )
+        account = await self._account(owner_id, row["portfolio_id"])
+        return await self.execution.cancel(
+            row, await self._venues.venue(account), reason or "cancelled by user"
+        )
+
+    async def modify_order(
+        self, *, owner_id: uuid.UUID, order_id: uuid.UUID, changes: OrderModify
+    ) -> OrderRead:
+        """Cancel-and-replace: the resting order is cancelled at the venue and a new order for the
+        rest of the intent (new quantity / prices) takes its place (``replaces_order_id``)."""
+        row = await self._owned_order(owner_id, order_id)
+        status = OrderStatus(str(row["status"]))
+        otype = OrderType(str(row["order_type"]))
+        if not status.is_open:
+            raise Conflict(
+                f"order {order_id} is {status.value}; only open orders can be modified", code="not_open"
+            )
+        if otype is OrderType.MARKET:
+            raise Conflict("a market order cannot be modified", code="not_modifiable")
+        if changes.limit_price is not None and otype not in NEEDS_LIMIT:
+            raise Invalid(f"a {otype.value} order has no limit price", field="limit_price")
+        if changes.stop_price is not None and otype not in (OrderType.STOP, OrderType.STOP_LIMIT):
+            raise Invalid(f"a {otype.value} order has no stop price", field="stop_price")
+        filled = row["filled_quantity"]
+        if changes.quantity is not None and changes.quantity <= filled:
+            raise Invalid(f"the new quantity must exceed what is already filled ({filled})", field="quantity")
+        cancelled = await self.cancel_order(owner_id=owner_id, order_id=order_id, reason="replaced")
+        if cancelled.status is not OrderStatus.CANCELLED:
+            raise Conflict(f"order {order_id} became {cancelled.status.value} before it could be replaced")
+        quantity = (changes.quantity or cancelled.quantity) - cancelled.filled_quantity
+        replacement = OrderCreate(
+            portfolio_id=cancelled.portfolio_id,
+            symbol=cancelled.symbol,
+            side=cancelled.side,
+            quantity=quantity,
+            order_type=cancelled.order_type,
+            time_in_force=cancelled.time_in_force,
+            limit_price=changes.limit_price or cancelled.limit_price,
+            stop_price=changes.stop_price or cancelled.stop_price,
+            trail_percent=cancelled.trail_percent,
+            reduce_only=cancelled.reduce_only,
+        )
+        new, _ = await self.submit_order(owner_id=owner_id, request=replacement)
+        async with self._sessions() as session, session.begin():
+            await store.update_order(session, new.order_id, replaces_order_id=order_id)
+        return new.model_copy(update={"replaces_order_id": order_id})
+
+    async def fills(
+        self, *, owner_id: uuid.UUID, order_id: uuid.UUID | None = None, portfolio_id: uuid.UUID | None = None
+    ) -> list[FillRead]:
+        if order_id is not None:
+            await self._owned_order(owner_id, order_id)
+        elif portfolio_id is not None:
+            await self._account(owner_id, portfolio_id)
+        else:
+            raise Invalid("give an order_id or a portfolio_id", field="portfolio_id")
+        async with self._sessions() as session:
+            return await reads.fills(session, order_id=order_id, portfolio_id=portfolio_id)
+
+    # ---- positions and accounts ----------------------------------------------------------------
+
+    async def positions(self, *, owner_id: uuid.UUID, portfolio_id: uuid.UUID) -> list[PositionRead]:
+        await self._account(owner_id, portfolio_id)
+        async with self._sessions() as session:
+            rows = await store.position_rows(session, portfolio_id)
+        return [await reads.position(r, self._quotes) for r in rows if r["quantity"] != ZERO]
+
+    async def close_position(
+        self, *, owner_id: uuid.UUID, position_id: uuid.UUID, request: PositionClose
+    ) -> OrderRead:
+        async with self._sessions() as session:
+            row = await store.position_by_id(session, position_id)
+        if row is None or row["owner_id"] != owner_id:
+            raise NotFound(f"position {position_id} not found")
+        held: Decimal = row["quantity"]
+        if held == ZERO:
+            raise Conflict(f"position {position_id} is already flat", code="position_flat")
+        quantity = request.quantity if request.quantity is not None else abs(held)
+        if quantity > abs(held):
+            raise Invalid(f"the position holds {abs(held)}; cannot close {quantity}", field="quantity")
+        order = OrderCreate(
+            portfolio_id=row["portfolio_id"],
+            symbol=row["symbol"],
+            side=OrderSide.SELL if held > 0 else OrderSide.BUY,
+            quantity=quantity,
+            order_type=OrderType.LIMIT if request.limit_price is not None else OrderType.MARKET,
+            limit_price=request.limit_price,
+            reduce_only=True,
+        )
+        result, _ = await self.submit_order(owner_id=owner_id, request=order)
+        return result
+
+    async def account(self, *, owner_id: uuid.UUID, portfolio_id: uuid.UUID) -> AccountRead:
+        account = await self._account(owner_id, portfolio_id)
+        async with self._sessions() as session:
+            snap = await account_snapshot(session, account, self._quotes, self._clock)
+        return snap.read
+
+    async def account_view(self, *, owner_id: uuid.UUID, portfolio_id: uuid.UUID) -> AccountView:
+        account = await self._account(owner_id, portfolio_id)
+        async with self._sessions() as session:
+            snap = await account_snapshot(session, account, self._quotes, self._clock)
+        return snap.public_view
+
+    async def open_position_count(self, *, owner_id: uuid.UUID, portfolio_id: uuid.UUID) -> int:
+        async with self._sessions() as session:
+            rows = await store.position_rows(session, portfolio_id)
+            open_orders = await store.open_orders(session, portfolio_id)
+        return sum(1 for r in rows if r["quantity"] != ZERO and r["owner_id"] == owner_id) + len(open_orders)
+
+    async def execution_stats(
+        self, *, owner_id: uuid.UUID, portfolio_id: uuid.UUID | None, period: str
+    ) -> ExecutionStats:
+        if portfolio_id is not None:
+            await self._account(owner_id, portfolio_id)
+        async with self._sessions() as session:
+            return await execution_stats(
+                session, owner_id=owner_id, portfolio_id=portfolio_id, period=period, now=self._clock.now()
+            )
+
+    async def pre_trade_check(self, *, owner_id: uuid.UUID, request: OrderCreate) -> RiskCheckRead:
+        """The same checks the order path runs, without placing anything."""
+        account = await self._account(owner_id, request.portfolio_id)
+        venue = await self._venues.venue(account)
+        rules = await self._venues.rules(venue, request.symbol)
+        if rules is None:
+            raise Invalid(
+                f"unknown symbol {request.symbol} at {venue.name}", field="symbol", code="unknown_symbol"
+            )
+        reference = await self._reference_price(request)
+        check_rules(request, rules, reference)
+        limits = (await self._risk().limits_for(portfolio_id=request.portfolio_id)).engine_limits()
+        async with self._sessions() as session:
+            snapshot = await account_snapshot(session, account, self._quotes, self._clock)
+            decision = self._decide(request, reference, snapshot, limits, account)
+            if decision.allowed and request.side is OrderSide.BUY:
+                books = await Books.load(session, request.portfolio_id)
+                decision = self._reserve(books, uuid.uuid4(), request, reference, account)
+        return RiskCheckRead(
+            allowed=decision.allowed,
+            reasons=[RiskReason(code=d.code, message=d.message) for d in decision.denials],
+        )
+
+    async def reconcile(self, *, portfolio_id: uuid.UUID) -> dict[str, int]:
+        account = None
+        async with self._sessions() as session:
+            account = await store.get_account(session, portfolio_id)
+        if account is None:
+            raise NotFound(f"portfolio {portfolio_id} has no trading account")
+        return await self.execution.reconcile(account, await self._venues.venue(account))
+
+
+def since_for(period: str, now: datetime) -> datetime:
+    units = {"h": 3600, "d": 86_400, "w": 604_800}
+    try:
+        value, unit = int(period[:-1]), period[-1]
+        return now - timedelta(seconds=value * units[unit])
+    except (ValueError, KeyError):
+        raise Invalid("period is like 1h, 1d, 7d, 4w", field="period") from None
+
+
+ResolveHook = Callable[[uuid.UUID], Awaitable[None]]
+__all__ = ["OrderCancel", "OrderDenied", "TradingService", "since_for"]

@@ -1,0 +1,258 @@
+"""The trading API as a client sees it, on the embedded default (paper broker on the shipped
+sample data): orders through the state machine, positions and the ledger, idempotency, bad
+input, risk limits and the kill switch, owner checks and permissions."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from algotrendy.core.auth import Role
+from algotrendy.core.events import Envelope
+from tests.apphelp import Api, make_settings, running
+
+T = "/api/v1/trading"
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
+    settings = make_settings(tmp_path_factory.mktemp("trading"), marketdata={"load_samples": True})
+    async with running(settings) as a:
+        yield a
+
+
+async def portfolio(api: Api, headers: dict[str, str], **extra: Any) -> str:
+    body = {"name": f"p-{uuid.uuid4().hex[:8]}", "initial_capital": "100000", **extra}
+    r = await api.client.post("/api/v1/portfolio", json=body, headers=headers)
+    assert r.status_code == 201, r.text
+    return str(r.json()["portfolio_id"])
+
+
+async def settled(api: Api, headers: dict[str, str], order_id: str, *statuses: str) -> dict[str, Any]:
+    for _ in range(200):
+        r = await api.client.get(f"{T}/orders/{order_id}", headers=headers)
+        assert r.status_code == 200, r.text
+        if r.json()["status"] in statuses:
+            return dict(r.json())
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"order {order_id} stayed {r.json()['status']}")
+
+
+async def test_market_buy_fills_and_books_position_and_cash(api: Api) -> None:
+    _u, h, _ = await api.user()
+    pid = await portfolio(api, h)
+    r = await api.client.post(
+        f"{T}/orders",
+        json={"portfolio_id": pid, "symbol": "AAPL", "side": "BUY", "quantity": "10"},
+        headers=h,
+    )
+    assert r.status_code == 201, r.text
+    order = r.json()
+    assert order["status"] in ("submitted", "filled") and order["client_order_id"].startswith("at-")
+    order = await settled(api, h, order["order_id"], "filled")
+    assert Decimal(order["filled_quantity"]) == 10 and order["venue_state"] == "acknowledged"
+    price, fees = Decimal(order["average_price"]), Decimal(order["fees"])
+    r = await api.client.get(f"{T}/positions/{pid}", headers=h)
+    [pos] = r.json()
+    assert (
+        pos["symbol"] == "AAPL" and Decimal(pos["quantity"]) == 10 and Decimal(pos["average_price"]) == price
+    )
+    r = await api.client.get(f"{T}/accounts/{pid}", headers=h)
+    acct = r.json()
+    assert Decimal(acct["cash"]) == Decimal(100000) - 10 * price - fees
+    assert Decimal(acct["reserved"]) == 0 and Decimal(acct["fees"]) == fees
+    r = await api.client.get(f"{T}/orders/{order['order_id']}/fills", headers=h)
+    assert sum(Decimal(f["quantity"]) for f in r.json()) == 10
+    # The ledger sums to zero per currency and cash is never negative.
+    from algotrendy.services.trading import store
+
+    async with api.container.sessions() as session:
+        rows = await store.balance_rows(session, uuid.UUID(pid))
+    assert sum(v for (_a, c), v in rows.items() if c == "USD") == 0
+    assert rows[("cash", "USD")] >= 0
+    # Sell it back: the position closes and P&L is realized.
+    r = await api.client.post(f"{T}/positions/{pos['position_id']}/close", json={"quantity": "4"}, headers=h)
+    assert r.status_code == 201, r.text
+    await settled(api, h, r.json()["order_id"], "filled")
+    [pos] = (await api.client.get(f"{T}/positions/{pid}", headers=h)).json()
+    assert Decimal(pos["quantity"]) == 6
+
+
+async def test_resting_limit_order_reserves_cash_and_cancel_releases_it(api: Api) -> None:
+    _u, h, _ = await api.user()
+    pid = await portfolio(api, h)
+    body = {
+        "portfolio_id": pid,
+        "symbol": "AAPL",
+        "side": "BUY",
+        "quantity": "5",
+        "order_type": "LIMIT",
+        "limit_price": "1.00",
+    }
+    r = await api.client.post(f"{T}/orders", json=body, headers=h)
+    assert r.status_code == 201, r.text
+    oid = r.json()["order_id"]
+    acct = (await api.client.get(f"{T}/accounts/{pid}", headers=h)).json()
+    assert Decimal(acct["reserved"]) > 0 and Decimal(acct["cash"]) + Decimal(acct["reserved"]) == 100000
+    r = await api.client.put(f"{T}/orders/{oid}/cancel", headers=h)
+    assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
+    acct = (await api.client.get(f"{T}/accounts/{pid}", headers=h)).json()
+    assert Decimal(acct["reserved"]) == 0 and Decimal(acct["cash"]) == 100000
+    r = await api.client.put(f"{T}/orders/{oid}/cancel", headers=h)
+    assert r.status_code == 409 and "cancelled" in r.json()["detail"]
+
+
+async def test_idempotency_key_and_client_order_id(api: Api) -> None:
+    _u, h, _ = await api.user()
+    pid = await portfolio(api, h)
+    body = {
+        "portfolio_id": pid,
+        "symbol": "AAPL",
+        "side": "BUY",
+        "quantity": "1",
+        "order_type": "LIMIT",
+        "limit_price": "2",
+    }
+    keyed = {**h, "Idempotency-Key": "intent-1"}
+    first = await api.client.post(f"{T}/orders", json=body, headers=keyed)
+    again = await api.client.post(f"{T}/orders", json=body, headers=keyed)
+    assert first.status_code == 201 and again.status_code == 200, again.text
+    assert (
+        again.headers["Idempotent-Replayed"] == "true"
+        and again.json()["order_id"] == first.json()["order_id"]
+    )
+    other = await api.client.post(f"{T}/orders", json={**body, "quantity": "2"}, headers=keyed)
+    assert other.status_code == 409 and other.json()["code"] == "idempotency_key_reused"
+    with_id = {**body, "client_order_id": "my-own-1"}
+    a = await api.client.post(f"{T}/orders", json=with_id, headers=h)
+    b = await api.client.post(f"{T}/orders", json=with_id, headers=h)
+    assert a.json()["order_id"] == b.json()["order_id"] and a.json()["client_order_id"] == "my-own-1"
+    page = (await api.client.get(f"{T}/orders", params={"portfolio_id": pid}, headers=h)).json()
+    assert page["total"] == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"symbol": "NOPE"}, "symbol"),
+        ({"order_type": "LIMIT"}, "limit_price"),
+        ({"order_type": "STOP_LIMIT", "limit_price": "10"}, "stop_price"),
+        ({"quantity": "-1"}, "quantity"),
+        ({"quantity": "NaN"}, "quantity"),
+        ({"side": "HOLD"}, "side"),
+        ({"time_in_force": "GTX"}, "time_in_force"),
+    ],
+)
+async def test_bad_orders_are_refused_naming_the_field(api: Api, change: dict[str, str], field: str) -> None:
+    _u, h, _ = await api.user()
+    pid = await portfolio(api, h)
+    body = {"portfolio_id": pid, "symbol": "AAPL", "side": "BUY", "quantity": "1", **change}
+    r = await api.client.post(f"{T}/orders", json=body, headers=h)
+    assert r.status_code == 422, r.text
+    assert field in r.text
+    page = (await api.client.get(f"{T}/orders", params={"portfolio_id": pid}, headers=h)).json()
+    assert page["total"] == 0  # nothing written, nothing sent
+
+
+async def test_risk_limits_deny_with_reasons_and_kill_switch(api: Api) -> None:
+    _u, h, _ = await api.user()
+    pid = await portfolio(api, h)
+    seen: list[Envelope] = []
+
+    async def on_event(envelope: Envelope) -> None:
+        seen.append(envelope)
+
+    await api.container.bus.subscribe("trading.order.denied", group=f"t-{pid}", handler=on_event)
+    r = await api.client.put(f"/api/v1/risk/limits/{pid}", json={"max_order_notional": "100"}, headers=h)
+    assert r.status_code == 200 and r.json()["max_order_notional"] == "100", r.text
+    body = {"portfolio_id": pid, "symbol": "AAPL", "side": "BUY", "quantity": "10"}
+    r = await api.client.post(
+        "/api/v1/risk/pre-trade-check",
+        json={"portfolio_id": pid, "order": {k: v for k, v in body.items() if k != "portfolio_id"}},
+        headers=h,
+    )
+    assert r.status_code == 200 and r.json()["allowed"] is False
+    assert r.json()["reasons"][0]["code"] == "order_notional"
+    r = await api.client.post(f"{T}/orders", json=body, headers=h)
+    assert r.status_code == 201 and r.json()["status"] == "rejected", r.text
+    assert r.json()["venue_state"] == "none" and r.json()["risk"]["reasons"][0]["code"] == "order_notional"
+    for _ in range(100):
+        if any(e.data["portfolio_id"] == pid for e in seen):
+            break
+        await asyncio.sleep(0.02)
+    assert any(e.data["portfolio_id"] == pid and e.data["reasons"] for e in seen)
+    r = await api.client.put(f"/api/v1/risk/limits/{pid}", json={"trading_state": "HALTED"}, headers=h)
+    r = await api.client.post(f"{T}/orders", json={**body, "quantity": "0.1"}, headers=h)
+    assert r.json()["status"] == "rejected" and "halted" in r.json()["reason"]
+    r = await api.client.put(f"/api/v1/risk/limits/{pid}", json={"max_concentration": "2"}, headers=h)
+    assert r.status_code == 422 and "max_concentration" in r.text
+
+
+async def test_concurrent_orders_cannot_jointly_exceed_a_limit(api: Api) -> None:
+    _u, h, _ = await api.user()
+    pid = await portfolio(api, h)
+    await api.client.put(f"/api/v1/risk/limits/{pid}", json={"max_position_quantity": "10"}, headers=h)
+    body = {
+        "portfolio_id": pid,
+        "symbol": "AAPL",
+        "side": "BUY",
+        "quantity": "1",
+        "order_type": "LIMIT",
+        "limit_price": "1",
+    }
+    answers = await asyncio.gather(*(api.client.post(f"{T}/orders", json=body, headers=h) for _ in range(50)))
+    statuses = [a.json()["status"] for a in answers]
+    assert all(a.status_code == 201 for a in answers)
+    assert statuses.count("submitted") == 10 and statuses.count("rejected") == 40
+
+
+async def test_owner_checks_and_permissions(api: Api) -> None:
+    _a, ha, _ = await api.user()
+    _b, hb, _ = await api.user()
+    _v, hv, _ = await api.user(Role.VIEWER)
+    pid = await portfolio(api, ha)
+    body = {
+        "portfolio_id": pid,
+        "symbol": "AAPL",
+        "side": "BUY",
+        "quantity": "1",
+        "order_type": "LIMIT",
+        "limit_price": "1",
+    }
+    oid = (await api.client.post(f"{T}/orders", json=body, headers=ha)).json()["order_id"]
+    for path in (
+        f"{T}/orders/{oid}",
+        f"{T}/positions/{pid}",
+        f"{T}/accounts/{pid}",
+        f"/api/v1/risk/limits/{pid}",
+    ):
+        assert (await api.client.get(path, headers=hb)).status_code == 404, path
+    assert (await api.client.put(f"{T}/orders/{oid}/cancel", headers=hb)).status_code == 404
+    assert (await api.client.post(f"{T}/orders", json=body, headers=hb)).status_code == 404
+    assert (await api.client.post(f"{T}/orders", json=body, headers=hv)).status_code == 403
+    assert (await api.client.get(f"{T}/orders/{oid}", headers=ha)).json()["status"] == "submitted"
+    r = await api.client.delete(f"/api/v1/portfolio/{pid}", headers=ha)
+    assert r.status_code == 409  # an order is open
+
+
+async def test_execution_stats(api: Api) -> None:
+    _u, h, _ = await api.user()
+    pid = await portfolio(api, h)
+    r = await api.client.post(
+        f"{T}/orders", json={"portfolio_id": pid, "symbol": "AAPL", "side": "BUY", "quantity": "3"}, headers=h
+    )
+    await settled(api, h, r.json()["order_id"], "filled")
+    stats = (
+        await api.client.get(f"{T}/execution/stats", params={"portfolio_id": pid, "period": "1d"}, headers=h)
+    ).json()
+    assert stats["orders"] == 1 and stats["filled"] == 1 and stats["fills"] >= 1 and stats["fill_rate"] == 1.0
+    assert (
+        await api.client.get(f"{T}/execution/stats", params={"period": "1y"}, headers=h)
+    ).status_code == 422
