@@ -91,6 +91,15 @@ CONTENT_CHECKED = [
     "POST /api/v1/backtest/compare",
     "POST /api/v1/strategies/{strategy_id}/backtest",
     "POST /api/v1/strategies/{strategy_id}/optimize",
+    # trading: symbols, venue rules (step, tick, minimum), available prices and risk limits are
+    # checked for meaning; portfolio names are unique per owner (409)
+    "POST /api/v1/trading/orders",
+    "PATCH /api/v1/trading/orders/{order_id}",
+    "POST /api/v1/trading/positions/{position_id}/close",
+    "POST /api/v1/risk/pre-trade-check",
+    "PUT /api/v1/risk/limits/{portfolio_id}",
+    "POST /api/v1/portfolio",
+    "PUT /api/v1/portfolio/{portfolio_id}",
 ]
 POSITIVE_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
 

@@ -163,6 +163,9 @@ class Order(Generic[N]):
     best_price: N | None = None
     """Trailing stops: the most favourable price seen while active."""
     fill_ids: set[str] = field(default_factory=set)
+    notional: N | None = None
+    """Sum of price x quantity of the fills: the average is ``notional / filled``, divided once
+    per fill (a running mean would round at every fill and depend on their order)."""
 
     def __post_init__(self) -> None:
         if self.quantity < 0:
@@ -180,6 +183,9 @@ class Order(Generic[N]):
             self.filled_quantity = zero
         if self.fees is None:
             self.fees = zero
+        if self.notional is None:
+            avg = self.average_price
+            self.notional = zero if avg is None else avg * self.filled_quantity
 
     @property
     def remaining(self) -> N:
@@ -222,10 +228,12 @@ class Order(Generic[N]):
         # raises TypeError here and leaves the order as it was.
         new_filled = filled + fill.quantity
         new_fees = fees + fill.fee
-        notional = fill.price * fill.quantity
-        previous = self.average_price
-        average = fill.price if previous is None else (previous * filled + notional) / new_filled
+        held = self.notional
+        assert held is not None  # set in __post_init__
+        notional = held + fill.price * fill.quantity
+        average = notional / new_filled
         self.transition(target)
+        self.notional = notional
         self.average_price = average
         self.filled_quantity = new_filled
         self.fees = new_fees

@@ -50,6 +50,9 @@ class Position(Generic[N]):
     """Fees paid on the open quantity (moved into the trade when it closes)."""
     entry_index: int = -1
     fill_ids: set[str] = field(default_factory=set)
+    cost: N | None = None
+    """``average_price x |quantity|`` kept exact: adding divides the summed cost once, so the
+    average is the correctly rounded VWAP of the open entries, whatever order they came in."""
 
     @classmethod
     def flat(cls, symbol: str, zero: N) -> Position[N]:
@@ -79,9 +82,10 @@ class Position(Generic[N]):
         closed: list[Closed[N]] = []
         if self.quantity == zero or (self.quantity > zero) == (qty > zero):
             total = self.quantity + qty
-            self.average_price = (self.average_price * abs(self.quantity) + fill.price * abs(qty)) / abs(
-                total
-            )
+            held = self.average_price * abs(self.quantity) if self.cost is None else self.cost
+            cost = held + fill.price * abs(qty)
+            self.cost = cost
+            self.average_price = cost / abs(total)
             if self.quantity == zero:
                 self.entry_index = fill.index
             self.quantity = total
@@ -111,10 +115,12 @@ class Position(Generic[N]):
         if rest > zero:  # flip: the excess opens the other side
             self.quantity = qty + self.quantity
             self.average_price = fill.price
+            self.cost = fill.price * rest
             self.entry_fees = fill.fee - exit_fee
             self.entry_index = fill.index
         else:
             self.quantity = self.quantity + qty
+            self.cost = self.average_price * abs(self.quantity)
             if self.quantity == zero:
                 self.average_price = zero
                 self.entry_fees = zero
