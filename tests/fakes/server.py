@@ -234,6 +234,9 @@ class FakeServer(abc.ABC):
         fault = self.faults.take(request.path)
         response: web.StreamResponse
         if fault is not None and fault.kind == "delay":
+            # Read the body first: a client that gives up during the delay must not make the
+            # server drop a request it already received (that is "timeout after accept").
+            await request.read()
             await asyncio.sleep(fault.seconds)
         if fault is not None and fault.kind == "status":
             headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else None

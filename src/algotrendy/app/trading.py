@@ -122,6 +122,7 @@ def build_trading(container: Container) -> None:
     from algotrendy.services.portfolio.service import PortfolioService
     from algotrendy.services.risk.service import RiskService
     from algotrendy.services.trading.service import TradingService
+    from algotrendy.services.trading.stream import UpdateHub
     from algotrendy.services.trading.venues import Venues
 
     settings = container.settings.trading
@@ -176,9 +177,13 @@ def build_trading(container: Container) -> None:
     services["risk"] = risk
     services["trading"] = trading
     services["trading.paper"] = exchange
+    hub = UpdateHub()
+    services["trading.updates"] = hub
     for outbox in outboxes.values():
         container.relays.append(container._relay(outbox))
     container.on_start(exchange.start)
     container.on_start(trading.start)
+    container.on_start(lambda: hub.subscribe(container.bus))
+    container.on_stop("trading.updates", hub.unsubscribe)
     container.on_stop("trading", trading.stop)
     container.on_stop("trading.paper", exchange.close)

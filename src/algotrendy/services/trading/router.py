@@ -9,15 +9,17 @@ order, position or portfolio answers 404. ``POST /orders`` honours an ``Idempote
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, WebSocket, WebSocketDisconnect
 
 from algotrendy.core.auth import Permission, Principal
+from algotrendy.core.errors import AlgoTrendyError, Invalid
 from algotrendy.engine.orders import OrderSide, OrderStatus
-from algotrendy.gateway.auth import require
+from algotrendy.gateway.auth import authenticator, require
 from algotrendy.gateway.problems import PROBLEM_RESPONSES
 from algotrendy.services.trading.interface import (
     AccountRead,
@@ -151,3 +153,36 @@ async def execution_stats(
     user: Reader, trading: Trading, portfolio_id: uuid.UUID | None = None, period: Period = "1d"
 ) -> ExecutionStats:
     return await trading.execution_stats(owner_id=user.user_id, portfolio_id=portfolio_id, period=period)
+
+
+@router.websocket("/ws")
+async def updates(
+    websocket: WebSocket, access_token: str | None = None, portfolio_id: uuid.UUID | None = None
+) -> None:
+    """Your order, fill, position and account updates as JSON messages, as they commit
+    (``{"type": "trading.order.filled", "data": {...}}``). Authenticate with ``access_token=``
+    or an ``Authorization: Bearer`` header; ``portfolio_id=`` narrows to one portfolio."""
+    token = access_token
+    header = websocket.headers.get("authorization", "")
+    if not token and header.lower().startswith("bearer "):
+        token = header[7:]
+    try:
+        principal = await authenticator(websocket).authenticate(token)  # type: ignore[arg-type]
+        if not principal.can(Permission.READ_PORTFOLIO):
+            raise Invalid("this needs the read_portfolio permission", code="permission_denied")
+        trading: TradingApi = websocket.app.state.services["trading"]
+        if portfolio_id is not None:
+            await trading.account(owner_id=principal.user_id, portfolio_id=portfolio_id)  # 404 unless yours
+    except AlgoTrendyError as exc:
+        await websocket.close(
+            code=4401 if exc.status == 401 else 4404 if exc.status == 404 else 4403, reason=exc.detail[:120]
+        )
+        return
+    hub = websocket.app.state.services["trading.updates"]
+    await websocket.accept()
+    await websocket.send_json(
+        {"type": "subscribed", "portfolio_id": str(portfolio_id) if portfolio_id else None}
+    )
+    with contextlib.suppress(WebSocketDisconnect):
+        async for message in hub.updates(principal.user_id, portfolio_id):
+            await websocket.send_json(message)
