@@ -15,6 +15,7 @@ import typer
 from algotrendy.app.backtest_cli import backtest_app
 from algotrendy.app.settings import Settings, load_settings, masked
 from algotrendy.app.strategies_cli import strategies_app
+from algotrendy.app.trading_cli import portfolio_app, risk_app, trading_app
 from algotrendy.core.errors import AlgoTrendyError
 
 T = TypeVar("T")
@@ -34,6 +35,9 @@ data_app = typer.Typer(help="Market data: import, download, inspect.", no_args_i
 app.add_typer(data_app, name="data")
 app.add_typer(strategies_app, name="strategies")
 app.add_typer(backtest_app, name="backtest")
+app.add_typer(portfolio_app, name="portfolio")
+app.add_typer(trading_app, name="trading")
+app.add_typer(risk_app, name="risk")
 
 
 def _settings(**overrides: Any) -> Settings:

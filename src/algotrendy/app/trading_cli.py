@@ -1,0 +1,217 @@
+"""``algotrendy portfolio|trading|risk ...``: portfolios, orders, positions and limits on the
+command line.
+
+Like the rest of the CLI it builds the container in-process (users, market data, portfolio, risk
+and trading) and calls the same ``*Api`` methods the REST routes call; ``--user`` names the owner.
+After placing or cancelling an order it reconciles the account with the venue, so what it prints
+includes the fills the paper broker made meanwhile.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from algotrendy.app.strategies_cli import User, _fail, _owner, _parsed, _run
+
+T = TypeVar("T")
+
+portfolio_app = typer.Typer(help="Portfolios: create, list, show, delete.", no_args_is_help=True)
+trading_app = typer.Typer(help="Orders, positions and accounts.", no_args_is_help=True)
+risk_app = typer.Typer(help="Risk limits and the kill switch.", no_args_is_help=True)
+
+Portfolio = Annotated[str, typer.Option("--portfolio", "-P", help="Portfolio id")]
+SERVICES = ["users", "jobs", "marketdata", "portfolio", "risk", "trading"]
+
+
+def _uuid(value: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        _fail(f"invalid {what}: {value!r} is not an id")
+
+
+async def _with(user: str, fn: Callable[[Any, uuid.UUID], Awaitable[T]]) -> T:
+    from algotrendy.app import cli
+    from algotrendy.app.container import Container
+
+    container = Container.build(cli._settings(services=SERVICES))
+    try:
+        await container.start()
+        owner = await _owner(container, user)
+        return await fn(container.services, owner)
+    finally:
+        await container.stop()
+
+
+def _show(model: Any) -> None:
+    typer.echo(model.model_dump_json(indent=2))
+
+
+@portfolio_app.command("create")
+def portfolio_create(
+    user: User,
+    name: Annotated[str, typer.Option(help="Name, unique among yours")],
+    capital: Annotated[str, typer.Option(help="Initial capital")],
+    currency: Annotated[str, typer.Option(help="Account currency")] = "USD",
+    venue: Annotated[str, typer.Option(help="'paper' or a broker connection id")] = "paper",
+    allow_short: Annotated[bool, typer.Option(help="Allow short selling")] = False,
+) -> None:
+    """Create a portfolio; trading on it starts with its capital in cash."""
+    from algotrendy.services.portfolio.interface import PortfolioCreate
+
+    data = _parsed(
+        PortfolioCreate,
+        {
+            "name": name,
+            "initial_capital": capital,
+            "currency": currency,
+            "venue": venue,
+            "allow_short": allow_short,
+        },
+        "portfolio",
+    )
+    created = _run(lambda: _with(user, lambda s, owner: s["portfolio"].create(owner_id=owner, data=data)))
+    typer.echo(
+        f"created portfolio {created.name} ({created.portfolio_id}) "
+        f"with {created.initial_capital} {created.currency}"
+    )
+
+
+@portfolio_app.command("list")
+def portfolio_list(user: User) -> None:
+    """Your portfolios."""
+    rows = _run(lambda: _with(user, lambda s, owner: s["portfolio"].list(owner_id=owner)))
+    for p in rows:
+        typer.echo(f"{p.portfolio_id}  {p.name:<24} {p.initial_capital} {p.currency}  {p.venue}")
+
+
+@trading_app.command("order")
+def trading_order(
+    user: User,
+    portfolio: Portfolio,
+    symbol: Annotated[str, typer.Option(help="Symbol, e.g. AAPL or BTCUSDT")],
+    side: Annotated[str, typer.Option(help="BUY or SELL")],
+    quantity: Annotated[str, typer.Option(help="Units")],
+    order_type: Annotated[
+        str, typer.Option("--type", help="MARKET, LIMIT, STOP, STOP_LIMIT, ...")
+    ] = "MARKET",
+    limit_price: Annotated[str | None, typer.Option("--limit", help="Limit price")] = None,
+    stop_price: Annotated[str | None, typer.Option("--stop", help="Stop price")] = None,
+    trail: Annotated[str | None, typer.Option(help="Trailing distance as a fraction (0.02)")] = None,
+    tif: Annotated[str, typer.Option(help="DAY, GTC, IOC or FOK")] = "GTC",
+    reduce_only: Annotated[bool, typer.Option(help="Only reduce a position")] = False,
+    client_order_id: Annotated[str | None, typer.Option(help="Your id for this intent (retry-safe)")] = None,
+) -> None:
+    """Place an order; prints it after the venue answered."""
+    from algotrendy.services.trading.interface import OrderCreate
+
+    body = {
+        "portfolio_id": portfolio,
+        "symbol": symbol,
+        "side": side.upper(),
+        "quantity": quantity,
+        "order_type": order_type.upper(),
+        "limit_price": limit_price,
+        "stop_price": stop_price,
+        "trail_percent": trail,
+        "time_in_force": tif.upper(),
+        "reduce_only": reduce_only,
+        "client_order_id": client_order_id,
+    }
+    request = _parsed(OrderCreate, body, "order")
+
+    async def place(s: Any, owner: uuid.UUID) -> Any:
+        order, _ = await s["trading"].submit_order(owner_id=owner, request=request)
+        await s["trading"].reconcile(portfolio_id=request.portfolio_id)
+        return await s["trading"].get_order(owner_id=owner, order_id=order.order_id)
+
+    _show(_run(lambda: _with(user, place)))
+
+
+@trading_app.command("cancel")
+def trading_cancel(user: User, order_id: Annotated[str, typer.Argument(help="Order id")]) -> None:
+    """Cancel an open order."""
+    oid = _uuid(order_id, "order id")
+    _show(_run(lambda: _with(user, lambda s, owner: s["trading"].cancel_order(owner_id=owner, order_id=oid))))
+
+
+@trading_app.command("orders")
+def trading_orders(
+    user: User,
+    portfolio: Annotated[str | None, typer.Option("--portfolio", "-P", help="Portfolio id")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+) -> None:
+    """Your orders, newest first."""
+    pid = _uuid(portfolio, "portfolio id") if portfolio else None
+    page = _run(
+        lambda: _with(
+            user, lambda s, owner: s["trading"].list_orders(owner_id=owner, portfolio_id=pid, limit=limit)
+        )
+    )
+    for o in page.items:
+        price = o.average_price if o.average_price is not None else o.limit_price or ""
+        typer.echo(
+            f"{o.order_id}  {o.created_at:%Y-%m-%d %H:%M:%S}  "
+            f"{o.side.value:<4} {o.quantity:>12} {o.symbol:<10} "
+            f"{o.order_type.value:<12} {o.status.value:<12} filled {o.filled_quantity} @ {price}"
+        )
+
+
+@trading_app.command("positions")
+def trading_positions(user: User, portfolio: Portfolio) -> None:
+    """Open positions with market value and P&L."""
+    pid = _uuid(portfolio, "portfolio id")
+    rows = _run(
+        lambda: _with(user, lambda s, owner: s["trading"].positions(owner_id=owner, portfolio_id=pid))
+    )
+    if not rows:
+        typer.echo("no open positions")
+    for p in rows:
+        typer.echo(
+            f"{p.symbol:<10} {p.side:<5} {p.quantity:>14} avg {p.average_price}  mark {p.market_price}  "
+            f"unrealized {p.unrealized_pnl}  realized {p.realized_pnl}"
+        )
+
+
+@trading_app.command("account")
+def trading_account(user: User, portfolio: Portfolio) -> None:
+    """Cash, reservations, equity and P&L."""
+    pid = _uuid(portfolio, "portfolio id")
+    _show(_run(lambda: _with(user, lambda s, owner: s["trading"].account(owner_id=owner, portfolio_id=pid))))
+
+
+@risk_app.command("limits")
+def risk_limits(
+    user: User,
+    portfolio: Portfolio,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="NAME=VALUE to change (repeatable); the others keep their values"),
+    ] = None,
+) -> None:
+    """Show the limits, or change some (``--set max_order_notional=5000 --set trading_state=HALTED``)."""
+    from algotrendy.services.risk.interface import RiskLimitsUpdate
+
+    pid = _uuid(portfolio, "portfolio id")
+
+    async def run(s: Any, owner: uuid.UUID) -> Any:
+        current = await s["risk"].get_limits(owner_id=owner, portfolio_id=pid)
+        if not set_:
+            return current
+        data = current.model_dump(mode="json", exclude={"portfolio_id", "updated_at"})
+        for item in set_:
+            name, sep, value = item.partition("=")
+            if not sep or name not in data:
+                _fail(f"invalid --set {item!r}: NAME=VALUE with NAME one of {', '.join(sorted(data))}")
+            data[name] = None if value in ("", "none", "null") else value
+        update = _parsed(RiskLimitsUpdate, data, "limits")
+        return await s["risk"].put_limits(owner_id=owner, portfolio_id=pid, limits=update)
+
+    _show(_run(lambda: _with(user, run)))
+
+
+__all__ = ["portfolio_app", "risk_app", "trading_app"]
