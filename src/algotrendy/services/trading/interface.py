@@ -358,6 +358,15 @@ STATUS_EVENTS: dict[OrderStatus, type[_OrderEvent]] = {
 }
 
 
+class ReconcileRead(BaseModel):
+    portfolio_id: uuid.UUID
+    fills_applied: int
+    orders_adopted: int
+    orders_resolved: int
+    halted: bool
+    halted_reason: str | None
+
+
 class AccountView(BaseModel):
     """What risk and portfolio read of an account (positions with their market prices)."""
 
@@ -422,5 +431,48 @@ class TradingApi(Protocol):
 
     async def open_position_count(self, *, owner_id: uuid.UUID, portfolio_id: uuid.UUID) -> int: ...
 
+    async def create_connection(self, *, owner_id: uuid.UUID, data: ConnectionCreate) -> ConnectionRead: ...
+
+    async def connections(self, *, owner_id: uuid.UUID) -> list[ConnectionRead]: ...
+
+    async def delete_connection(self, *, owner_id: uuid.UUID, connection_id: uuid.UUID) -> None: ...
+
+    async def reconcile_account(self, *, owner_id: uuid.UUID, portfolio_id: uuid.UUID) -> ReconcileRead: ...
+
+    async def resume_account(self, *, owner_id: uuid.UUID, portfolio_id: uuid.UUID) -> AccountRead: ...
+
 
 Json = dict[str, Any]
+
+
+VenueId = Annotated[str, StringConstraints(min_length=2, max_length=40, pattern=r"^[a-z][a-z0-9_]*$")]
+Secret = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=r"^[\x21-\x7e]+$")]
+
+
+class ConnectionCreate(_In):
+    """An exchange or broker API key. It is checked at the venue (it must trade and must not be
+    able to withdraw) and stored encrypted; it is never shown again."""
+
+    venue: VenueId = Field(description="'alpaca' or a ccxt exchange id: binance, kraken, coinbase, ...")
+    label: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")]
+    api_key: Secret
+    secret: Secret
+    password: Secret | None = Field(default=None, description="Passphrase, where the venue has one")
+    sandbox: bool = Field(default=True, description="The venue's test/paper environment")
+    base_url: Annotated[str, StringConstraints(max_length=300, pattern=r"^https?://[^\s]+$")] | None = Field(
+        default=None, description="Another API address (only where the operator allows it)"
+    )
+    withdrawals_disabled: bool = Field(
+        default=False,
+        description="You state that this key cannot withdraw, for venues that offer no way to check it",
+    )
+
+
+class ConnectionRead(BaseModel):
+    connection_id: uuid.UUID
+    venue: str
+    label: str
+    sandbox: bool
+    api_key_hint: str
+    permissions: str
+    created_at: datetime

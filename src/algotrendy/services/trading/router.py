@@ -23,6 +23,8 @@ from algotrendy.gateway.auth import authenticator, require
 from algotrendy.gateway.problems import PROBLEM_RESPONSES
 from algotrendy.services.trading.interface import (
     AccountRead,
+    ConnectionCreate,
+    ConnectionRead,
     ExecutionStats,
     FillRead,
     OrderCancel,
@@ -32,6 +34,7 @@ from algotrendy.services.trading.interface import (
     OrderRead,
     PositionClose,
     PositionRead,
+    ReconcileRead,
     TradingApi,
 )
 
@@ -141,6 +144,37 @@ async def close_position(
 async def account(portfolio_id: uuid.UUID, user: Reader, trading: Trading) -> AccountRead:
     """Cash, reservations, equity and P&L of the portfolio's trading account."""
     return await trading.account(owner_id=user.user_id, portfolio_id=portfolio_id)
+
+
+@router.post("/accounts/{portfolio_id:uuid}/reconcile")
+async def reconcile(portfolio_id: uuid.UUID, user: Trader, trading: Trading) -> ReconcileRead:
+    """Compare orders, fills and positions with the venue now: missing fills are applied, unknown
+    venue orders adopted; an unexplained position difference halts the account."""
+    return await trading.reconcile_account(owner_id=user.user_id, portfolio_id=portfolio_id)
+
+
+@router.post("/accounts/{portfolio_id:uuid}/resume")
+async def resume(portfolio_id: uuid.UUID, user: Trader, trading: Trading) -> AccountRead:
+    """Lift a reconciliation halt (it comes back if the difference is still there)."""
+    return await trading.resume_account(owner_id=user.user_id, portfolio_id=portfolio_id)
+
+
+@router.post("/connections", status_code=201)
+async def create_connection(body: ConnectionCreate, user: Trader, trading: Trading) -> ConnectionRead:
+    """Connect an exchange or broker account: the key is checked at the venue (it must trade and
+    must not withdraw) and stored encrypted. Use its id as a portfolio's ``venue``."""
+    return await trading.create_connection(owner_id=user.user_id, data=body)
+
+
+@router.get("/connections")
+async def list_connections(user: Reader, trading: Trading) -> list[ConnectionRead]:
+    return await trading.connections(owner_id=user.user_id)
+
+
+@router.delete("/connections/{connection_id:uuid}", status_code=204)
+async def delete_connection(connection_id: uuid.UUID, user: Trader, trading: Trading) -> Response:
+    await trading.delete_connection(owner_id=user.user_id, connection_id=connection_id)
+    return Response(status_code=204)
 
 
 @router.get("/fills/{portfolio_id:uuid}")

@@ -24,6 +24,8 @@ position and the ledger in the same transaction.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
@@ -33,6 +35,7 @@ from typing import Any
 
 import orjson
 import structlog
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -48,11 +51,14 @@ from algotrendy.services.risk.interface import RiskApi
 from algotrendy.services.trading import store
 from algotrendy.services.trading import views as reads
 from algotrendy.services.trading.accounts import Books
+from algotrendy.services.trading.connections import Connections
 from algotrendy.services.trading.execution import Execution
 from algotrendy.services.trading.interface import (
     NEEDS_LIMIT,
     AccountRead,
     AccountView,
+    ConnectionCreate,
+    ConnectionRead,
     ExecutionStats,
     FillRead,
     OrderCancel,
@@ -63,6 +69,7 @@ from algotrendy.services.trading.interface import (
     OrderRead,
     PositionClose,
     PositionRead,
+    ReconcileRead,
     RiskCheckRead,
     RiskReason,
 )
@@ -140,13 +147,83 @@ class TradingService:
         self._quotes = quotes
         self._venues = venues
         self.execution = Execution(sessions=sessions, clock=clock, outbox=outbox, venues=venues)
+        self.execution.unknown_grace = timedelta(seconds=settings.unknown_grace)
         venues.on_event = self.execution.on_venue_event
+        self.connections_ = Connections(
+            sessions=sessions,
+            box=venues.secret_box,
+            venues=venues,
+            allow_base_url=settings.allow_custom_venue_urls,
+        )
+        self._loop: asyncio.Task[None] | None = None
+        self.reconciled = asyncio.Event()
+        """Set once every account has been reconciled after start (strategies wait for it)."""
 
     async def start(self) -> None:
         await self._venues.start()
+        self._loop = asyncio.get_running_loop().create_task(self._reconcile_loop())
 
     async def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+        await self.execution.close()
         await self._venues.close()
+
+    async def _reconcile_loop(self) -> None:
+        """Reconcile every account on start, then every ``reconcile_interval`` seconds."""
+        while True:
+            async with self._sessions() as session:
+                ids = [r[0] for r in await session.execute(select(store.accounts.c.portfolio_id))]
+            for pid in ids:
+                try:
+                    await self.reconcile(portfolio_id=pid)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("trading.reconcile.failed", portfolio_id=str(pid), error=str(exc)[:300])
+            self.reconciled.set()
+            await asyncio.sleep(self._settings.reconcile_interval)
+
+    # ---- connections ---------------------------------------------------------------------------
+
+    async def create_connection(self, *, owner_id: uuid.UUID, data: ConnectionCreate) -> ConnectionRead:
+        return await self.connections_.create(owner_id=owner_id, data=data, now=self._clock.now())
+
+    async def connections(self, *, owner_id: uuid.UUID) -> list[ConnectionRead]:
+        return await self.connections_.list(owner_id=owner_id)
+
+    async def delete_connection(self, *, owner_id: uuid.UUID, connection_id: uuid.UUID) -> None:
+        await self.connections_.delete(owner_id=owner_id, connection_id=connection_id)
+
+    async def reconcile_account(self, *, owner_id: uuid.UUID, portfolio_id: uuid.UUID) -> ReconcileRead:
+        await self._account(owner_id, portfolio_id)
+        counts = await self.reconcile(portfolio_id=portfolio_id)
+        async with self._sessions() as session:
+            row = await store.get_account(session, portfolio_id)
+        assert row is not None
+        return ReconcileRead(
+            portfolio_id=portfolio_id,
+            fills_applied=counts["fills_applied"],
+            orders_adopted=counts["orders_adopted"],
+            orders_resolved=counts["orders_resolved"],
+            halted=bool(row["halted_reason"]),
+            halted_reason=row["halted_reason"],
+        )
+
+    async def resume_account(self, *, owner_id: uuid.UUID, portfolio_id: uuid.UUID) -> AccountRead:
+        """Lift a reconciliation halt once the owner has looked into it; a difference that is
+        still there halts the account again at the next reconciliation."""
+        await self._account(owner_id, portfolio_id)
+        async with self._sessions() as session, session.begin():
+            await store.lock_account(session, portfolio_id)
+            await session.execute(
+                store.accounts.update()
+                .where(store.accounts.c.portfolio_id == portfolio_id)
+                .values(halted_reason=None)
+            )
+        return await self.account(owner_id=owner_id, portfolio_id=portfolio_id)
 
     # ---- accounts ------------------------------------------------------------------------------
 

@@ -29,3 +29,6 @@ class TradingSettings(BaseModel):
     unknown_grace: float = Field(
         120.0, gt=0, description="Seconds a never-seen order may stay unknown before it counts as not placed"
     )
+    allow_custom_venue_urls: bool = Field(
+        False, description="Let users point a connection at another API address (tests, private gateways)"
+    )

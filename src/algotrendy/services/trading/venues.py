@@ -62,7 +62,7 @@ class Venues:
     ) -> None:
         self._sessions = sessions
         self._clock = clock
-        self._box = secret_box
+        self.secret_box = secret_box
         self._paper = paper
         self._live = live
         self._venues: dict[uuid.UUID, Venue] = {}
@@ -170,9 +170,15 @@ class Venues:
                 initial = sum(deposits, Decimal(0))
             del bal
             return await self._paper(str(account["portfolio_id"]), account["currency"], initial)
+        return self.build_live(await self.credentials(account["connection_id"]))
+
+    def build_live(self, credentials: Credentials) -> Venue:
         if self._live is None:
             raise ConfigurationError("live brokers are not configured in this process")
-        return self._live(await self.credentials(account["connection_id"]))
+        return self._live(credentials)
+
+    def accounts_open(self) -> list[uuid.UUID]:
+        return list(self._venues)
 
     async def credentials(self, connection_id: uuid.UUID) -> Credentials:
         async with self._sessions() as session:
@@ -189,9 +195,9 @@ class Venues:
             raise NotFound(f"connection {connection_id} not found")
         return Credentials(
             venue=row["venue"],
-            api_key=self._box.decrypt(row["api_key"]),
-            secret=self._box.decrypt(row["secret"]),
-            password=self._box.decrypt(row["password"]) if row["password"] else None,
+            api_key=self.secret_box.decrypt(row["api_key"]),
+            secret=self.secret_box.decrypt(row["secret"]),
+            password=self.secret_box.decrypt(row["password"]) if row["password"] else None,
             sandbox=row["sandbox"],
             base_url=row["base_url"],
         )
