@@ -22,6 +22,7 @@ from algotrendy.core.clock import Clock, SystemClock
 from algotrendy.core.crypto import SecretBox
 from algotrendy.core.errors import ConfigurationError
 from algotrendy.core.events import Bus
+from algotrendy.core.failpoints import Failpoints
 from algotrendy.core.ports import Cache, Mailer, RateLimiter
 from algotrendy.db import migrate
 from algotrendy.db.engine import make_engine, make_sessionmaker, ping
@@ -128,6 +129,7 @@ class Container:
     secret_box: SecretBox
     services: dict[str, Any] = field(default_factory=dict)
     relays: list[OutboxRelay] = field(default_factory=list)
+    _failpoints: Failpoints | None = None
     _on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _on_stop: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
     _started: list[Any] = field(default_factory=list)
@@ -264,13 +266,21 @@ class Container:
         self._on_stop.append((name, step))
 
     def _relay(self, outbox: Outbox) -> OutboxRelay:
+        failpoints = self.failpoints
         return OutboxRelay(
             outbox=outbox,
             sessions=self.sessions,
             bus=self.bus,
             clock=self.clock,
             on_published=lambda e: metrics.EVENTS_PUBLISHED.labels(e.event_type).inc(),
+            before_publish=(lambda _e: failpoints.hit("outbox.before_publish")) if failpoints.armed else None,
         )
+
+    @property
+    def failpoints(self) -> Failpoints:
+        if self._failpoints is None:
+            self._failpoints = Failpoints(self.settings.failpoints)
+        return self._failpoints
 
     def _build_jobs(self) -> None:
         from algotrendy.app.jobs import build_jobs

@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, description="Shared cache and rate limits (split mode)")
     nats_url: str | None = Field(None, description="NATS JetStream event bus (split mode)")
     ray_address: str | None = Field(None, description="Ray cluster for long jobs ('local' starts one)")
+    failpoints: str = Field(
+        "", description="Reliability tests only: crash points to arm (core.failpoints); refused in production"
+    )
 
     bus: BusSettings = Field(default_factory=BusSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
@@ -124,6 +127,16 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown service(s) {unknown}; known: {', '.join(SERVICES)} or all")
         return names
+
+    @field_validator("failpoints")
+    @classmethod
+    def _failpoints(cls, value: str, info: Any) -> str:
+        from algotrendy.core.failpoints import Failpoints
+
+        if value and info.data.get("env") == "production":
+            raise ValueError("failpoints are for tests; they cannot be armed in production")
+        Failpoints(value)  # unknown names fail here, at start
+        return value
 
     @field_validator("data_dir")
     @classmethod

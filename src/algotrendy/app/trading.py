@@ -165,6 +165,7 @@ def build_trading(container: Container) -> None:
         risk=lambda: services["risk"],
         quotes=quotes,
         venues=venues,
+        failpoints=container.failpoints,
     )
     risk = RiskService(
         sessions=container.sessions,

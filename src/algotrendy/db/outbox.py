@@ -112,6 +112,7 @@ class OutboxRelay:
         poll_interval: float = 1.0,
         retention: timedelta = timedelta(days=7),
         on_published: Callable[[Envelope], None] | None = None,
+        before_publish: Callable[[Envelope], None] | None = None,
     ) -> None:
         self._outbox = outbox
         self._table = outbox.table
@@ -124,6 +125,7 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._last_purge = 0.0
         self._on_published = on_published
+        self._before_publish = before_publish
         self._stopping = False
 
     @property
@@ -167,6 +169,8 @@ class OutboxRelay:
     async def _publish_one(self, session: AsyncSession, row_id: int, raw: str) -> bool:
         t = self._table
         envelope = Envelope.model_validate_json(raw)
+        if self._before_publish is not None:
+            self._before_publish(envelope)
         try:
             await self._bus.publish(envelope)
         except Exception as exc:

@@ -33,6 +33,8 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from algotrendy.core.clock import Clock
+from algotrendy.core.failpoints import NONE as NO_FAILPOINTS
+from algotrendy.core.failpoints import Failpoints
 from algotrendy.core.venue import (
     OrderRequest,
     Venue,
@@ -116,8 +118,15 @@ def engine_order(row: dict[str, Any]) -> Order[Decimal]:
 
 class Execution:
     def __init__(
-        self, *, sessions: async_sessionmaker[AsyncSession], clock: Clock, outbox: Outbox, venues: Any
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        outbox: Outbox,
+        venues: Any,
+        failpoints: Failpoints = NO_FAILPOINTS,
     ) -> None:
+        self._fail = failpoints
         self._sessions = sessions
         self._clock = clock
         self._outbox = outbox
@@ -224,7 +233,9 @@ class Execution:
             await self._mark_unknown(row, str(exc))
             self.spawn(self.resolve(row["portfolio_id"], row["client_order_id"], row["symbol"], venue))
         else:
+            self._fail.hit("trading.after_send")
             await self.on_venue_order(row["portfolio_id"], answer, venue=venue)
+            self._fail.hit("trading.after_ack")
         async with self._sessions() as session:
             final = await store.order_by_id(session, order_id)
         return reads.order(final or row)
@@ -389,7 +400,13 @@ class Execution:
                 return False
             row = await store.order_by_client_id(session, vf.client_order_id)
             assert row is not None
-            return await self._book(session, account, row, vf)
+            booked = await self._book(session, account, row, vf)
+        if booked:
+            async with self._sessions() as session:
+                now_row = await store.order_by_client_id(session, vf.client_order_id)
+            if now_row is not None and now_row["status"] == OrderStatus.PARTIAL_FILL.value:
+                self._fail.hit("trading.after_partial_fill")
+        return booked
 
     async def _book(
         self, session: AsyncSession, account: dict[str, Any], row: dict[str, Any], vf: VenueFill

@@ -41,6 +41,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from algotrendy.core.clock import Clock
 from algotrendy.core.errors import Conflict, Invalid, NotFound
+from algotrendy.core.failpoints import NONE as NO_FAILPOINTS
+from algotrendy.core.failpoints import Failpoints
 from algotrendy.core.venue import InstrumentRules, QuoteSource
 from algotrendy.db.outbox import Outbox
 from algotrendy.engine.ledger import LedgerError
@@ -137,7 +139,9 @@ class TradingService:
         risk: Callable[[], RiskApi],
         quotes: QuoteSource,
         venues: Venues,
+        failpoints: Failpoints = NO_FAILPOINTS,
     ) -> None:
+        self._fail = failpoints
         self._sessions = sessions
         self._clock = clock
         self._outbox = outbox
@@ -146,7 +150,9 @@ class TradingService:
         self._risk = risk
         self._quotes = quotes
         self._venues = venues
-        self.execution = Execution(sessions=sessions, clock=clock, outbox=outbox, venues=venues)
+        self.execution = Execution(
+            sessions=sessions, clock=clock, outbox=outbox, venues=venues, failpoints=failpoints
+        )
         self.execution.unknown_grace = timedelta(seconds=settings.unknown_grace)
         venues.on_event = self.execution.on_venue_event
         self.connections_ = Connections(
@@ -317,6 +323,7 @@ class TradingService:
             if found is None:
                 raise
             return found, False
+        self._fail.hit("trading.after_intent_commit")
         if not decision.allowed:
             log.info("trading.order.denied", order_id=str(order_id), reason=decision.reason)
             async with self._sessions() as session:
