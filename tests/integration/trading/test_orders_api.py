@@ -15,16 +15,22 @@ import pytest_asyncio
 
 from algotrendy.core.auth import Role
 from algotrendy.core.events import Envelope
-from tests.apphelp import Api, make_settings, running
+from tests.apphelp import Api, make_settings, running, service_settings
 
 T = "/api/v1/trading"
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
-    settings = make_settings(tmp_path_factory.mktemp("trading"), marketdata={"load_samples": True})
-    async with running(settings) as a:
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=["embedded", "services"])
+async def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
+    """The whole module twice: SQLite (BEGIN IMMEDIATE serializes an account's orders) and
+    PostgreSQL + Redis + NATS (SELECT ... FOR UPDATE does)."""
+    tmp = tmp_path_factory.mktemp("trading")
+    if request.param == "embedded":
+        async with running(make_settings(tmp, marketdata={"load_samples": True})) as a:
+            yield a
+        return
+    async with service_settings(tmp, marketdata={"load_samples": True}) as settings, running(settings) as a:
         yield a
 
 
