@@ -9,7 +9,7 @@ path (ARCHITECTURE rule 5) and an account is opened from its portfolio, so
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -81,7 +81,7 @@ class StoreQuotes:
             await feed.close()
 
 
-def live_venue(credentials: Credentials, timeout: float) -> Venue:
+def live_venue(credentials: Credentials, symbols: Sequence[str], timeout: float) -> Venue:
     if credentials.venue == "alpaca":
         from algotrendy.adapters.brokers.alpaca_venue import AlpacaVenue
 
@@ -102,6 +102,7 @@ def live_venue(credentials: Credentials, timeout: float) -> Venue:
         urls={"api": credentials.base_url} if credentials.base_url else None,
         sandbox=credentials.sandbox,
         timeout=timeout,
+        symbols=symbols,
     )
 
 
@@ -154,7 +155,7 @@ def build_trading(container: Container) -> None:
         clock=container.clock,
         secret_box=container.secret_box,
         paper=lambda account_id, currency, cash: exchange.account(account_id, currency, initial_cash=cash),
-        live=lambda c: live_venue(c, settings.venue_timeout),
+        live=lambda c, symbols: live_venue(c, symbols, settings.venue_timeout),
     )
     trading = TradingService(
         sessions=container.sessions,

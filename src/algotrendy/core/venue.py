@@ -169,6 +169,10 @@ class Venue(Protocol):
     name: str
     """``paper``, ``alpaca``, or the ccxt exchange id (``binance``, ``kraken``, ...)."""
 
+    reports_positions: bool
+    """Whether ``positions`` is the account's truth (paper, brokers). Spot exchanges hold
+    balances, not positions, and answer ``[]``: reconciliation then relies on fills alone."""
+
     async def connect(self) -> None:
         """Open sessions and streams; load the instrument rules."""
         ...

@@ -273,6 +273,7 @@ class AlpacaVenue:
     """One Alpaca account (see the module docstring)."""
 
     name = "alpaca"
+    reports_positions = True
 
     def __init__(
         self,

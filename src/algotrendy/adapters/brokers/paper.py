@@ -488,6 +488,7 @@ class PaperVenue:
     """One paper account: the ``core.venue.Venue`` the trading service calls."""
 
     name = "paper"
+    reports_positions = True
 
     def __init__(self, exchange: PaperExchange, account_id: str) -> None:
         self._x = exchange

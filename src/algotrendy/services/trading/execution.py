@@ -678,6 +678,8 @@ class Execution:
 
     async def _compare_positions(self, account: dict[str, Any], venue: Venue) -> bool:
         pid = account["portfolio_id"]
+        if not venue.reports_positions:
+            return False  # a spot exchange: fills are the only record to reconcile
         theirs = {p.symbol: p.quantity for p in await venue.positions() if p.quantity != ZERO}
         async with self._sessions() as session:
             ours = {

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -46,7 +46,8 @@ class Credentials:
 
 
 PaperAccounts = Callable[[str, str, Decimal], Awaitable[Venue]]
-LiveFactory = Callable[[Credentials], Venue]
+LiveFactory = Callable[[Credentials, Sequence[str]], Venue]
+"""Builds a live venue; the symbols are those the account trades (watched for fills)."""
 EventSink = Callable[[uuid.UUID, VenueOrder | VenueFill, Venue], Awaitable[None]]
 
 
@@ -170,12 +171,20 @@ class Venues:
                 initial = sum(deposits, Decimal(0))
             del bal
             return await self._paper(str(account["portfolio_id"]), account["currency"], initial)
-        return self.build_live(await self.credentials(account["connection_id"]))
+        async with self._sessions() as session:
+            pid = account["portfolio_id"]
+            traded = {
+                r[0]
+                for r in await session.execute(
+                    select(store.orders.c.symbol).where(store.orders.c.portfolio_id == pid).distinct()
+                )
+            }
+        return self.build_live(await self.credentials(account["connection_id"]), sorted(traded))
 
-    def build_live(self, credentials: Credentials) -> Venue:
+    def build_live(self, credentials: Credentials, symbols: Sequence[str] = ()) -> Venue:
         if self._live is None:
             raise ConfigurationError("live brokers are not configured in this process")
-        return self._live(credentials)
+        return self._live(credentials, symbols)
 
     def accounts_open(self) -> list[uuid.UUID]:
         return list(self._venues)
