@@ -273,7 +273,11 @@ class Container:
             bus=self.bus,
             clock=self.clock,
             on_published=lambda e: metrics.EVENTS_PUBLISHED.labels(e.event_type).inc(),
-            before_publish=(lambda _e: failpoints.hit("outbox.before_publish")) if failpoints.armed else None,
+            before_publish=(
+                (lambda e: failpoints.hit("outbox.before_publish") if ".order." in e.event_type else None)
+                if failpoints.armed
+                else None
+            ),
         )
 
     @property

@@ -81,7 +81,7 @@ class StoreQuotes:
             await feed.close()
 
 
-def live_venue(credentials: Credentials, symbols: Sequence[str], timeout: float) -> Venue:
+def live_venue(credentials: Credentials, symbols: Sequence[str], timeout: float, poll: float) -> Venue:
     if credentials.venue == "alpaca":
         from algotrendy.adapters.brokers.alpaca_venue import AlpacaVenue
 
@@ -91,17 +91,20 @@ def live_venue(credentials: Credentials, symbols: Sequence[str], timeout: float)
             base_url=credentials.base_url
             or ("https://paper-api.alpaca.markets" if credentials.sandbox else "https://api.alpaca.markets"),
             timeout=timeout,
+            poll_interval=poll,
         )
     from algotrendy.adapters.brokers.ccxt_venue import CcxtVenue
+    from algotrendy.adapters.sources.ccxt_source import rehost_api_urls
 
     return CcxtVenue(
         exchange_id=credentials.venue,
         api_key=credentials.api_key,
         secret=credentials.secret,
         password=credentials.password,
-        urls={"api": credentials.base_url} if credentials.base_url else None,
+        urls=rehost_api_urls(credentials.venue, credentials.base_url) if credentials.base_url else None,
         sandbox=credentials.sandbox,
         timeout=timeout,
+        poll_interval=poll,
         symbols=symbols,
     )
 
@@ -155,7 +158,7 @@ def build_trading(container: Container) -> None:
         clock=container.clock,
         secret_box=container.secret_box,
         paper=lambda account_id, currency, cash: exchange.account(account_id, currency, initial_cash=cash),
-        live=lambda c, symbols: live_venue(c, symbols, settings.venue_timeout),
+        live=lambda c, symbols: live_venue(c, symbols, settings.venue_timeout, settings.venue_poll_interval),
     )
     trading = TradingService(
         sessions=container.sessions,

@@ -18,7 +18,7 @@ POINTS = frozenset(
         "trading.after_send",
         "trading.after_ack",
         "trading.after_partial_fill",
-        "outbox.before_publish",
+        "outbox.before_publish",  # order events only (not the periodic reconciliation reports)
     }
 )
 

@@ -9,10 +9,12 @@ written and never leave the service again: answers show a hint of the key id onl
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import uuid
 from datetime import datetime
 
 from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from algotrendy.core.crypto import SecretBox
@@ -23,6 +25,12 @@ from algotrendy.services.trading.interface import ConnectionCreate, ConnectionRe
 from algotrendy.services.trading.venues import Credentials, Venues
 
 MAX_PER_OWNER = 20
+
+
+def fingerprint(data: ConnectionCreate) -> str:
+    """The venue account a key opens: one connection each, so orders can be attributed."""
+    text = f"{data.venue}|{data.sandbox}|{data.base_url or ''}|{data.api_key}"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _hint(api_key: str) -> str:
@@ -111,6 +119,17 @@ class Connections:
             with contextlib.suppress(Exception):
                 await venue.close()
         note = judge(perms, data)
+        async with self._sessions() as session:
+            taken = (
+                await session.execute(
+                    select(store.connections.c.id).where(store.connections.c.fingerprint == fingerprint(data))
+                )
+            ).first()
+        if taken is not None:
+            raise Conflict(
+                "this key is already connected; use that connection for several portfolios",
+                code="connection_exists",
+            )
         row = {
             "id": uuid.uuid4(),
             "owner_id": owner_id,
@@ -122,10 +141,17 @@ class Connections:
             "password": self._box.encrypt(data.password) if data.password else None,
             "base_url": data.base_url,
             "permissions": note,
+            "fingerprint": fingerprint(data),
             "created_at": now,
         }
-        async with self._sessions() as session, session.begin():
-            await session.execute(insert(store.connections).values(**row))
+        try:
+            async with self._sessions() as session, session.begin():
+                await session.execute(insert(store.connections).values(**row))
+        except IntegrityError:
+            raise Conflict(
+                "this key is already connected; use that connection for several portfolios",
+                code="connection_exists",
+            ) from None
         return _read(row, self._box)
 
     async def list(self, *, owner_id: uuid.UUID) -> list[ConnectionRead]:

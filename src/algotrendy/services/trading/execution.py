@@ -315,10 +315,13 @@ class Execution:
         async with self._sessions() as session:
             row = await store.order_by_client_id(session, vo.client_order_id)
         if row is None:
-            await self.adopt(portfolio_id, vo)
+            if not await self.adopt(portfolio_id, vo):
+                return
             async with self._sessions() as session:
                 row = await store.order_by_client_id(session, vo.client_order_id)
             assert row is not None
+        if row["portfolio_id"] != portfolio_id:
+            return  # another portfolio on the same venue account: its own stream applies it
         if vo.filled_quantity > row["filled_quantity"]:
             # The venue filled more than we booked: fetch those fills first (they carry the
             # prices and trade ids); status follows from them.
@@ -387,12 +390,15 @@ class Execution:
             if await store.fill_exists(session, portfolio_id, vf.trade_id):
                 return False
             row = await store.order_by_client_id(session, vf.client_order_id)
+        if row is not None and row["portfolio_id"] != portfolio_id:
+            return False  # another portfolio's fill on a shared venue account
         if row is None:
             found = await venue.fetch_order(client_order_id=vf.client_order_id, symbol=vf.symbol)
             if found is None:
                 log.error("trading.fill.orphan", trade_id=vf.trade_id, client_order_id=vf.client_order_id)
                 return False
-            await self.adopt(portfolio_id, found)
+            if not await self.adopt(portfolio_id, found):
+                return False
         async with self._sessions() as session, session.begin():
             account = await store.lock_account(session, portfolio_id)
             assert account is not None
@@ -541,13 +547,28 @@ class Execution:
         )
         return True
 
-    async def adopt(self, portfolio_id: uuid.UUID, vo: VenueOrder) -> None:
-        """Record an order the venue has and we do not (placed outside the platform, or lost)."""
+    async def adopt(self, portfolio_id: uuid.UUID, vo: VenueOrder) -> bool:
+        """Record an order the venue has and we do not (placed outside the platform, or lost
+        between the venue's accept and our commit). ``False`` when it cannot be attributed: the
+        venue account is shared by several portfolios, so the order is logged, not guessed."""
         async with self._sessions() as session, session.begin():
             account = await store.lock_account(session, portfolio_id)
             assert account is not None
             if await store.order_by_client_id(session, vo.client_order_id) is not None:
-                return
+                return True
+            if account["connection_id"] is not None:
+                sharing = await session.execute(
+                    select(store.accounts.c.portfolio_id).where(
+                        store.accounts.c.connection_id == account["connection_id"]
+                    )
+                )
+                if len(sharing.all()) > 1:
+                    log.warning(
+                        "trading.order.unattributed",
+                        client_order_id=vo.client_order_id,
+                        connection_id=str(account["connection_id"]),
+                    )
+                    return False
             now = self._clock.now()
             order_id = uuid.uuid4()
             row = {
@@ -592,6 +613,7 @@ class Execution:
         log.warning(
             "trading.order.adopted", client_order_id=vo.client_order_id, portfolio_id=str(portfolio_id)
         )
+        return True
 
     async def sync_fills(
         self, portfolio_id: uuid.UUID, venue: Venue, *, symbol: str | None, since: datetime | None
@@ -629,9 +651,11 @@ class Execution:
             if cid not in known:
                 async with self._sessions() as session:
                     exists = await store.order_by_client_id(session, cid)
-                if exists is None:
-                    adopted += 1
                 await self.on_venue_order(pid, vo, venue=venue)
+                if exists is None:
+                    async with self._sessions() as session:
+                        now_row = await store.order_by_client_id(session, cid)
+                    adopted += now_row is not None and now_row["portfolio_id"] == pid
         for row in local_open:
             if (
                 row["venue_state"] == VenueState.ACKNOWLEDGED.value

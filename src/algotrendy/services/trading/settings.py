@@ -25,6 +25,9 @@ class TradingSettings(BaseModel):
     venue_timeout: float = Field(
         10.0, gt=0, description="Seconds a live venue call may take before it is ambiguous"
     )
+    venue_poll_interval: float = Field(
+        1.0, gt=0, description="Seconds between polls of a live venue for order updates and fills"
+    )
     reconcile_interval: float = Field(60.0, gt=0, description="Seconds between reconciliations")
     unknown_grace: float = Field(
         120.0, gt=0, description="Seconds a never-seen order may stay unknown before it counts as not placed"

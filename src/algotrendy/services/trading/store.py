@@ -11,7 +11,8 @@
   balances per (portfolio, ledger account, currency); ``trading_reservations``: cash held for
   open buy orders;
 - ``trading_day_marks``: equity at the start of each UTC day (daily loss limit);
-- ``trading_connections``: exchange and broker API keys, encrypted at rest.
+- ``trading_connections``: exchange and broker API keys, encrypted at rest; ``fingerprint`` (a
+  hash of venue, address and key id) is unique: one venue account, one connection.
 
 Amounts are ``DecimalString`` (exact text on both databases).
 """
@@ -210,6 +211,7 @@ connections = Table(
     Column("password", Text, nullable=True),
     Column("base_url", String(300), nullable=True),
     Column("permissions", String(300), nullable=False),
+    Column("fingerprint", String(64), nullable=False, unique=True),
     Column("created_at", UTCDateTime, nullable=False),
 )
 

@@ -122,14 +122,13 @@ class Venues:
                         lock_seq=0,
                     )
                 )
-                if connection_id is None:
-                    books = await Books.load(session, portfolio.portfolio_id)
-                    books.ledger.deposit(
-                        f"deposit:{portfolio.portfolio_id}:initial",
-                        portfolio.currency,
-                        portfolio.initial_capital,
-                    )
-                    await books.save(session, now)
+                # The portfolio's capital is what the platform may commit (paper: all of it;
+                # live: its allocation of the venue account, which enforces its own funds too).
+                books = await Books.load(session, portfolio.portfolio_id)
+                books.ledger.deposit(
+                    f"deposit:{portfolio.portfolio_id}:initial", portfolio.currency, portfolio.initial_capital
+                )
+                await books.save(session, now)
         except IntegrityError:
             pass  # created concurrently
         async with self._sessions() as session:
@@ -158,7 +157,6 @@ class Venues:
     async def _make(self, account: dict[str, Any]) -> Venue:
         if account["connection_id"] is None:
             async with self._sessions() as session:
-                bal = await store.balance_rows(session, account["portfolio_id"])
                 deposits = (
                     await session.execute(
                         select(store.ledger.c.amount).where(
@@ -169,7 +167,6 @@ class Venues:
                     )
                 ).scalars()
                 initial = sum(deposits, Decimal(0))
-            del bal
             return await self._paper(str(account["portfolio_id"]), account["currency"], initial)
         async with self._sessions() as session:
             pid = account["portfolio_id"]

@@ -126,8 +126,10 @@ def upgrade() -> None:
         sa.Column("password", sa.Text(), nullable=True),
         sa.Column("base_url", sa.String(length=300), nullable=True),
         sa.Column("permissions", sa.String(length=300), nullable=False),
+        sa.Column("fingerprint", sa.String(length=64), nullable=False),
         sa.Column("created_at", algotrendy.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_trading_connections")),
+        sa.UniqueConstraint("fingerprint", name=op.f("uq_trading_connections_fingerprint")),
     )
     with op.batch_alter_table("trading_connections", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_trading_connections_owner_id"), ["owner_id"], unique=False)
