@@ -85,10 +85,12 @@ def _mount_routers(app: FastAPI, hosted: tuple[str, ...]) -> None:
         from algotrendy.services.portfolio.router import router as portfolio_router
         from algotrendy.services.risk.router import router as risk_router
         from algotrendy.services.trading.router import router as trading_router
+        from algotrendy.services.trading.router import strategy_router as deploy_router
 
         app.include_router(portfolio_router)
         app.include_router(risk_router)
         app.include_router(trading_router)
+        app.include_router(deploy_router)
 
 
 def _platform_routes(app: FastAPI, container: Container) -> None:

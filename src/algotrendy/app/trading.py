@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from algotrendy.core.errors import ConfigurationError
-from algotrendy.core.market import BarStore, BarUpdate, SeriesInfo
+from algotrendy.core.market import Bars, BarStore, BarUpdate, SeriesInfo, Timeframe
 from algotrendy.core.venue import Quote, Venue
 from algotrendy.db.outbox import Outbox
 from algotrendy.services.trading.venues import Credentials
@@ -81,6 +81,43 @@ class StoreQuotes:
             await feed.close()
 
 
+class StoreBars:
+    """``BarFeed`` for deployments: history from the bar store, closed bars from the live feed
+    (the replay of stored bars by default), both at the deployment's own interval."""
+
+    def __init__(self, store: BarStore, feed_for: Any) -> None:
+        self._store = store
+        self._feed_for = feed_for
+
+    async def _info(self, symbol: str, interval: str) -> SeriesInfo | None:
+        wanted = Timeframe.parse(interval)
+        for info in await self._store.series(symbol=symbol):
+            if info.key.timeframe == wanted and info.count > 0:
+                return info
+        return None
+
+    async def has(self, symbol: str, interval: str) -> bool:
+        return await self._info(symbol, interval) is not None
+
+    async def history(self, symbol: str, interval: str, *, before_ns: int, limit: int) -> Bars:
+        info = await self._info(symbol, interval)
+        if info is None:
+            return Bars.empty()
+        return await self._store.read(info.key, end=before_ns, limit=limit)
+
+    async def closed(self, symbol: str, interval: str) -> AsyncIterator[BarUpdate]:
+        info = await self._info(symbol, interval)
+        if info is None:
+            return
+        feed = self._feed_for(info)
+        try:
+            async for update in feed.bars([info.key]):
+                if update.closed:
+                    yield update
+        finally:
+            await feed.close()
+
+
 def live_venue(credentials: Credentials, symbols: Sequence[str], timeout: float, poll: float) -> Venue:
     if credentials.venue == "alpaca":
         from algotrendy.adapters.brokers.alpaca_venue import AlpacaVenue
@@ -133,7 +170,8 @@ def build_trading(container: Container) -> None:
     from algotrendy.app.marketdata import _feed_factory
 
     store = container.services["marketdata"].store
-    quotes = StoreQuotes(store, _feed_factory(container, store))
+    feed_for = _feed_factory(container, store)
+    quotes = StoreQuotes(store, feed_for)
     exchange = PaperExchange(
         sessions=container.sessions,
         quotes=quotes,
@@ -170,6 +208,8 @@ def build_trading(container: Container) -> None:
         quotes=quotes,
         venues=venues,
         failpoints=container.failpoints,
+        strategies=lambda: services.get("strategies"),
+        bar_feed=StoreBars(store, feed_for),
     )
     risk = RiskService(
         sessions=container.sessions,

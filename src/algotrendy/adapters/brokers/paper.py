@@ -233,8 +233,7 @@ class PaperExchange:
             self._open[(account_id, r.client_order_id)] = po
             if po.first_day is not None:
                 self._first_day[order.id] = po.first_day
-            ack = po.view()
-            self._venues[account_id].reports.publish(ack)
+            self._venues[account_id].reports.publish(po.view())
             if self._latency_ns == 0:
                 price = quote.price
                 try:
@@ -243,7 +242,9 @@ class PaperExchange:
                     log.exception("paper.match_failed", symbol=r.symbol)
             if order.status.is_open:
                 self._ensure_stream(r.symbol, quote)
-            return ack
+            # Like a real venue's answer to a market order (Binance's FULL response): the order
+            # as it stands after the immediate match, so its fills can be booked at once.
+            return po.view()
 
     async def _cancel(self, account_id: str, client_order_id: str, symbol: str) -> VenueOrder:
         async with self._lock:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -133,6 +134,10 @@ class Execution:
         self._venues = venues
         self._tasks: set[asyncio.Task[None]] = set()
         self.unknown_grace = timedelta(minutes=2)
+        self.fill_listeners: list[Callable[[dict[str, Any], VenueFill], Awaitable[None]]] = []
+        """Called after each fill commits (strategy deployments hear their fills here)."""
+        self.final_listeners: list[Callable[[dict[str, Any], OrderStatus, str], Awaitable[None]]] = []
+        """Called after an order becomes cancelled, rejected or expired."""
 
     # ---- creating and sending ------------------------------------------------------------------
 
@@ -150,6 +155,8 @@ class Execution:
         decision: RiskDecision,
         deployment_id: uuid.UUID | None,
         now: datetime,
+        local_id: str | None = None,
+        tag: str | None = None,
     ) -> dict[str, Any]:
         allowed = decision.allowed
         return {
@@ -183,6 +190,8 @@ class Execution:
             "reference_price": reference,
             "replaces_order_id": None,
             "deployment_id": deployment_id,
+            "local_id": local_id,
+            "tag": tag,
             "created_at": now,
             "updated_at": now,
             "submitted_at": now if allowed else None,
@@ -341,10 +350,13 @@ class Execution:
                     updated_at=now,
                 )
             target = OrderStatus(vo.status)
+            ended = None
             if target in (OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED):
-                await self._transition(
-                    session, row, target, vo.reason or reason or f"{target.value} by the venue"
-                )
+                why = vo.reason or reason or f"{target.value} by the venue"
+                if await self._transition(session, row, target, why):
+                    ended = (dict(row, status=target.value, reason=why), target, why)
+        if ended is not None:
+            await self._notify_final(*ended)
 
     async def finish(
         self, portfolio_id: uuid.UUID, order_id: uuid.UUID, target: OrderStatus, reason: str
@@ -355,7 +367,16 @@ class Execution:
             assert row is not None
             if target is OrderStatus.REJECTED and row["venue_state"] == VenueState.PENDING.value:
                 await store.update_order(session, order_id, venue_state=VenueState.NONE.value)
-            await self._transition(session, row, target, reason)
+            changed = await self._transition(session, row, target, reason)
+        if changed:
+            await self._notify_final(dict(row, status=target.value, reason=reason), target, reason)
+
+    async def _notify_final(self, row: dict[str, Any], status: OrderStatus, reason: str) -> None:
+        for listener in self.final_listeners:
+            try:
+                await listener(row, status, reason)
+            except Exception:
+                log.exception("trading.listener.failed", order_id=str(row["id"]))
 
     async def _transition(
         self, session: AsyncSession, row: dict[str, Any], target: OrderStatus, reason: str
@@ -412,6 +433,11 @@ class Execution:
                 now_row = await store.order_by_client_id(session, vf.client_order_id)
             if now_row is not None and now_row["status"] == OrderStatus.PARTIAL_FILL.value:
                 self._fail.hit("trading.after_partial_fill")
+            for listener in self.fill_listeners:
+                try:
+                    await listener(now_row or row, vf)
+                except Exception:
+                    log.exception("trading.listener.failed", trade_id=vf.trade_id)
         return booked
 
     async def _book(
@@ -599,6 +625,8 @@ class Execution:
                 "reference_price": None,
                 "replaces_order_id": None,
                 "deployment_id": None,
+                "local_id": None,
+                "tag": None,
                 "created_at": now,
                 "updated_at": now,
                 "submitted_at": now,

@@ -380,9 +380,17 @@ class AccountView(BaseModel):
 
 class TradingApi(Protocol):
     async def submit_order(
-        self, *, owner_id: uuid.UUID, request: OrderCreate, idempotency_key: str | None = None
+        self,
+        *,
+        owner_id: uuid.UUID,
+        request: OrderCreate,
+        idempotency_key: str | None = None,
+        deployment_id: uuid.UUID | None = None,
+        local_id: str | None = None,
+        tag: str | None = None,
     ) -> tuple[OrderRead, bool]:
-        """The order, and whether it was created now (``False``: an earlier identical request)."""
+        """The order, and whether it was created now (``False``: an earlier identical request).
+        A strategy deployment names itself and its order's local id and tag."""
         ...
 
     async def get_order(self, *, owner_id: uuid.UUID, order_id: uuid.UUID) -> OrderRead: ...
@@ -441,6 +449,16 @@ class TradingApi(Protocol):
 
     async def resume_account(self, *, owner_id: uuid.UUID, portfolio_id: uuid.UUID) -> AccountRead: ...
 
+    async def deploy(
+        self, *, owner_id: uuid.UUID, strategy_id: uuid.UUID, request: DeploymentCreate
+    ) -> DeploymentRead: ...
+
+    async def deployments(self, *, owner_id: uuid.UUID) -> list[DeploymentRead]: ...
+
+    async def deployment(self, *, owner_id: uuid.UUID, deployment_id: uuid.UUID) -> DeploymentRead: ...
+
+    async def stop_deployment(self, *, owner_id: uuid.UUID, deployment_id: uuid.UUID) -> DeploymentRead: ...
+
 
 Json = dict[str, Any]
 
@@ -476,3 +494,56 @@ class ConnectionRead(BaseModel):
     api_key_hint: str
     permissions: str
     created_at: datetime
+
+
+class DeploymentStatus(StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+class DeploymentCreate(_In):
+    """Run a strategy live on a portfolio's venue (the paper broker or a connected account)."""
+
+    portfolio_id: uuid.UUID
+    symbols: list[SymbolText] | None = Field(
+        default=None, min_length=1, max_length=20, description="Default: the strategy's symbols"
+    )
+    interval: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,3}(m|h|d|w)$")] | None = Field(
+        default=None, description="Bar interval (default: the strategy's)"
+    )
+    allocation: Annotated[Decimal, Field(gt=0, le=1, allow_inf_nan=False, decimal_places=6)] = Field(
+        default=Decimal(1), description="Share of the portfolio's equity the strategy sizes against"
+    )
+    parameters: dict[
+        Annotated[str, StringConstraints(max_length=40)], Annotated[float | int | str, Field()]
+    ] = Field(default_factory=dict, max_length=50, description="Parameter values (default: the defaults)")
+    warmup_bars: int = Field(default=500, ge=1, le=5000, description="History given to the strategy at start")
+
+
+class DeploymentRead(BaseModel):
+    deployment_id: uuid.UUID
+    strategy_id: uuid.UUID
+    version: int
+    portfolio_id: uuid.UUID
+    symbols: list[str]
+    interval: str
+    allocation: Dec
+    parameters: dict[str, Any]
+    status: DeploymentStatus
+    reason: str | None
+    bars_seen: int
+    orders_placed: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class DeploymentChanged(Event):
+    topic: ClassVar[str] = "trading.deployment.changed"
+    deployment_id: uuid.UUID
+    portfolio_id: uuid.UUID
+    owner_id: uuid.UUID
+    strategy_id: uuid.UUID
+    status: str
+    reason: str | None = None

@@ -25,6 +25,8 @@ from algotrendy.services.trading.interface import (
     AccountRead,
     ConnectionCreate,
     ConnectionRead,
+    DeploymentCreate,
+    DeploymentRead,
     ExecutionStats,
     FillRead,
     OrderCancel,
@@ -175,6 +177,34 @@ async def list_connections(user: Reader, trading: Trading) -> list[ConnectionRea
 async def delete_connection(connection_id: uuid.UUID, user: Trader, trading: Trading) -> Response:
     await trading.delete_connection(owner_id=user.user_id, connection_id=connection_id)
     return Response(status_code=204)
+
+
+@router.get("/deployments")
+async def list_deployments(user: Reader, trading: Trading) -> list[DeploymentRead]:
+    return await trading.deployments(owner_id=user.user_id)
+
+
+@router.get("/deployments/{deployment_id:uuid}")
+async def get_deployment(deployment_id: uuid.UUID, user: Reader, trading: Trading) -> DeploymentRead:
+    return await trading.deployment(owner_id=user.user_id, deployment_id=deployment_id)
+
+
+@router.post("/deployments/{deployment_id:uuid}/stop")
+async def stop_deployment(deployment_id: uuid.UUID, user: Trader, trading: Trading) -> DeploymentRead:
+    """Stop the strategy placing orders; its open orders and positions stay as they are."""
+    return await trading.stop_deployment(owner_id=user.user_id, deployment_id=deployment_id)
+
+
+strategy_router = APIRouter(prefix="/api/v1/strategies", tags=["trading"], responses=PROBLEM_RESPONSES)
+
+
+@strategy_router.post("/{strategy_id:uuid}/deploy", status_code=201)
+async def deploy_strategy(
+    strategy_id: uuid.UUID, body: DeploymentCreate, user: Trader, trading: Trading
+) -> DeploymentRead:
+    """Run the strategy live on the portfolio's venue (paper or connected), with the same engine
+    code as its backtests; it starts once the account is reconciled."""
+    return await trading.deploy(owner_id=user.user_id, strategy_id=strategy_id, request=body)
 
 
 @router.get("/fills/{portfolio_id:uuid}")

@@ -50,10 +50,12 @@ from algotrendy.engine.orders import OrderSide, OrderStatus, OrderType
 from algotrendy.engine.risk import Denial, OrderIntent, RiskDecision, RiskLimits, pre_trade_check
 from algotrendy.services.portfolio.interface import PortfolioApi
 from algotrendy.services.risk.interface import RiskApi
+from algotrendy.services.strategies.interface import StrategiesApi
 from algotrendy.services.trading import store
 from algotrendy.services.trading import views as reads
 from algotrendy.services.trading.accounts import Books
 from algotrendy.services.trading.connections import Connections
+from algotrendy.services.trading.deploy import BarFeed, Deployments
 from algotrendy.services.trading.execution import Execution
 from algotrendy.services.trading.interface import (
     NEEDS_LIMIT,
@@ -61,6 +63,8 @@ from algotrendy.services.trading.interface import (
     AccountView,
     ConnectionCreate,
     ConnectionRead,
+    DeploymentCreate,
+    DeploymentRead,
     ExecutionStats,
     FillRead,
     OrderCancel,
@@ -140,6 +144,8 @@ class TradingService:
         quotes: QuoteSource,
         venues: Venues,
         failpoints: Failpoints = NO_FAILPOINTS,
+        strategies: Callable[[], StrategiesApi | None] = lambda: None,
+        bar_feed: BarFeed | None = None,
     ) -> None:
         self._fail = failpoints
         self._sessions = sessions
@@ -164,12 +170,26 @@ class TradingService:
         self._loop: asyncio.Task[None] | None = None
         self.reconciled = asyncio.Event()
         """Set once every account has been reconciled after start (strategies wait for it)."""
+        self.deployments_ = Deployments(
+            sessions=sessions,
+            clock=clock,
+            outbox=outbox,
+            trading=self,
+            strategies=strategies,
+            feed=bar_feed,
+            reconciled=self.reconciled,
+            buy_haircut=float((1 + settings.market_reserve_buffer) * (1 + settings.reserve_fee_rate)),
+        )
+        self.execution.fill_listeners.append(self.deployments_.on_fill)
+        self.execution.final_listeners.append(self.deployments_.on_final)
 
     async def start(self) -> None:
         await self._venues.start()
         self._loop = asyncio.get_running_loop().create_task(self._reconcile_loop())
+        await self.deployments_.start()
 
     async def stop(self) -> None:
+        await self.deployments_.close()
         if self._loop is not None:
             self._loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -191,6 +211,22 @@ class TradingService:
                     log.warning("trading.reconcile.failed", portfolio_id=str(pid), error=str(exc)[:300])
             self.reconciled.set()
             await asyncio.sleep(self._settings.reconcile_interval)
+
+    # ---- deployments ---------------------------------------------------------------------------
+
+    async def deploy(
+        self, *, owner_id: uuid.UUID, strategy_id: uuid.UUID, request: DeploymentCreate
+    ) -> DeploymentRead:
+        return await self.deployments_.deploy(owner_id=owner_id, strategy_id=strategy_id, request=request)
+
+    async def deployments(self, *, owner_id: uuid.UUID) -> list[DeploymentRead]:
+        return await self.deployments_.list(owner_id=owner_id)
+
+    async def deployment(self, *, owner_id: uuid.UUID, deployment_id: uuid.UUID) -> DeploymentRead:
+        return await self.deployments_.get(owner_id=owner_id, deployment_id=deployment_id)
+
+    async def stop_deployment(self, *, owner_id: uuid.UUID, deployment_id: uuid.UUID) -> DeploymentRead:
+        return await self.deployments_.stop(owner_id=owner_id, deployment_id=deployment_id)
 
     # ---- connections ---------------------------------------------------------------------------
 
@@ -275,6 +311,8 @@ class TradingService:
         request: OrderCreate,
         idempotency_key: str | None = None,
         deployment_id: uuid.UUID | None = None,
+        local_id: str | None = None,
+        tag: str | None = None,
     ) -> tuple[OrderRead, bool]:
         digest = request_hash(request)
         found = await self._existing(owner_id, request, idempotency_key, digest)
@@ -314,6 +352,8 @@ class TradingService:
                     decision=decision,
                     deployment_id=deployment_id,
                     now=now,
+                    local_id=local_id,
+                    tag=tag,
                 )
                 await self.execution.insert_order(session, row, decision)
                 await books.save(session, now)

@@ -10,6 +10,8 @@
 - ``trading_ledger`` and ``trading_balances``: the double-entry journal and its running
   balances per (portfolio, ledger account, currency); ``trading_reservations``: cash held for
   open buy orders;
+- ``trading_deployments``: strategies running live, with the template they run (a snapshot) and
+  where their local order ids stand; their orders carry ``deployment_id`` and ``local_id``;
 - ``trading_day_marks``: equity at the start of each UTC day (daily loss limit);
 - ``trading_connections``: exchange and broker API keys, encrypted at rest; ``fingerprint`` (a
   hash of venue, address and key id) is unique: one venue account, one connection.
@@ -96,6 +98,8 @@ orders = Table(
     Column("reference_price", DecimalString, nullable=True),
     Column("replaces_order_id", Uuid, nullable=True),
     Column("deployment_id", Uuid, nullable=True),
+    Column("local_id", String(20), nullable=True),
+    Column("tag", String(40), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("submitted_at", UTCDateTime, nullable=True),
@@ -105,6 +109,30 @@ orders = Table(
     Index("ix_trading_orders_portfolio_status", "portfolio_id", "status"),
     Index("ix_trading_orders_owner_created", "owner_id", "created_at"),
     Index("ix_trading_orders_venue_state", "venue_state"),
+    Index("ix_trading_orders_deployment", "deployment_id", "local_id"),
+)
+
+deployments = Table(
+    "trading_deployments",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("owner_id", Uuid, nullable=False, index=True),
+    Column("portfolio_id", Uuid, nullable=False),
+    Column("strategy_id", Uuid, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("template", JSON, nullable=False),
+    Column("parameters", JSON, nullable=False),
+    Column("symbols", JSON, nullable=False),
+    Column("interval", String(10), nullable=False),
+    Column("allocation", DecimalString, nullable=False),
+    Column("warmup_bars", Integer, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("reason", String(500), nullable=True),
+    Column("next_id", Integer, nullable=False),
+    Column("bars_seen", Integer, nullable=False),
+    Column("last_bar_ts", BigInteger, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
 )
 
 order_events = Table(

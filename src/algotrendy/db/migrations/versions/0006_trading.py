@@ -2,7 +2,7 @@
 
 Revision ID: 0006
 Revises: 0005
-Create Date: 2026-11-21 13:31:59.717566
+Create Date: 2026-11-21 13:57:24.763740
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 
 import algotrendy.db.types
 
-revision = "95fbfc54fd3c"
+revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None
@@ -142,6 +142,31 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("portfolio_id", "day", name=op.f("pk_trading_day_marks")),
     )
     op.create_table(
+        "trading_deployments",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("owner_id", sa.Uuid(), nullable=False),
+        sa.Column("portfolio_id", sa.Uuid(), nullable=False),
+        sa.Column("strategy_id", sa.Uuid(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("template", sa.JSON(), nullable=False),
+        sa.Column("parameters", sa.JSON(), nullable=False),
+        sa.Column("symbols", sa.JSON(), nullable=False),
+        sa.Column("interval", sa.String(length=10), nullable=False),
+        sa.Column("allocation", algotrendy.db.types.DecimalString(length=64), nullable=False),
+        sa.Column("warmup_bars", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("reason", sa.String(length=500), nullable=True),
+        sa.Column("next_id", sa.Integer(), nullable=False),
+        sa.Column("bars_seen", sa.Integer(), nullable=False),
+        sa.Column("last_bar_ts", sa.BigInteger(), nullable=True),
+        sa.Column("created_at", algotrendy.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", algotrendy.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_trading_deployments")),
+    )
+    with op.batch_alter_table("trading_deployments", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_trading_deployments_owner_id"), ["owner_id"], unique=False)
+
+    op.create_table(
         "trading_fills",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("portfolio_id", sa.Uuid(), nullable=False),
@@ -222,6 +247,8 @@ def upgrade() -> None:
         sa.Column("reference_price", algotrendy.db.types.DecimalString(length=64), nullable=True),
         sa.Column("replaces_order_id", sa.Uuid(), nullable=True),
         sa.Column("deployment_id", sa.Uuid(), nullable=True),
+        sa.Column("local_id", sa.String(length=20), nullable=True),
+        sa.Column("tag", sa.String(length=40), nullable=True),
         sa.Column("created_at", algotrendy.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", algotrendy.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("submitted_at", algotrendy.db.types.UTCDateTime(timezone=True), nullable=True),
@@ -232,6 +259,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("owner_id", "idempotency_key", name="uq_trading_orders_owner_key"),
     )
     with op.batch_alter_table("trading_orders", schema=None) as batch_op:
+        batch_op.create_index("ix_trading_orders_deployment", ["deployment_id", "local_id"], unique=False)
         batch_op.create_index("ix_trading_orders_owner_created", ["owner_id", "created_at"], unique=False)
         batch_op.create_index("ix_trading_orders_portfolio_status", ["portfolio_id", "status"], unique=False)
         batch_op.create_index("ix_trading_orders_venue_state", ["venue_state"], unique=False)
@@ -397,6 +425,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_trading_orders_venue_state")
         batch_op.drop_index("ix_trading_orders_portfolio_status")
         batch_op.drop_index("ix_trading_orders_owner_created")
+        batch_op.drop_index("ix_trading_orders_deployment")
 
     op.drop_table("trading_orders")
     with op.batch_alter_table("trading_order_events", schema=None) as batch_op:
@@ -408,6 +437,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_trading_fills_order_id"))
 
     op.drop_table("trading_fills")
+    with op.batch_alter_table("trading_deployments", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_trading_deployments_owner_id"))
+
+    op.drop_table("trading_deployments")
     op.drop_table("trading_day_marks")
     with op.batch_alter_table("trading_connections", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_trading_connections_owner_id"))
