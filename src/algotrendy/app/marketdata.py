@@ -44,7 +44,7 @@ def _feed_factory(container: Container, store: BarStore) -> Any:
     def feed_for(info: SeriesInfo) -> LiveFeed:
         start = max(info.first_ts, info.last_ts - REPLAY_HISTORY_BARS * info.key.timeframe.nanos)
         return ReplayFeed(
-            store, speed=md.replay_speed, start_ns=start, loop_forever=True, clock=container.clock
+            store, speed=md.replay_speed, start_ns=start, loop_forever=md.replay_loop, clock=container.clock
         )
 
     return feed_for

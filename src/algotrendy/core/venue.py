@@ -201,8 +201,11 @@ class Venue(Protocol):
 
     async def open_orders(self, *, symbol: str | None = None) -> list[VenueOrder]: ...
 
-    async def fills(self, *, symbol: str | None = None, since_ns: int | None = None) -> list[VenueFill]:
-        """Executions of this account, oldest first (``since_ns`` inclusive)."""
+    async def fills(
+        self, *, symbol: str | None = None, since_ns: int | None = None, client_order_id: str | None = None
+    ) -> list[VenueFill]:
+        """Executions of this account, oldest first (``since_ns`` inclusive); with
+        ``client_order_id``, only that order's."""
         ...
 
     async def balances(self) -> list[VenueBalance]: ...

@@ -157,14 +157,50 @@ class OutboxRelay:
                 return published
             rows = (await session.execute(stmt)).all()
             await session.rollback()
+        # Publish the batch, then mark what went out in one write transaction (a crash in
+        # between republishes those rows: at least once, and consumers keep an inbox).
+        sent: list[int] = []
+        failed: tuple[int, Exception] | None = None
         for row_id, raw in rows:
-            async with self._sessions() as session, session.begin():
-                ok = await self._publish_one(session, row_id, raw)
-            if not ok:
+            envelope = Envelope.model_validate_json(raw)
+            if self._before_publish is not None:
+                self._before_publish(envelope)
+            try:
+                await self._bus.publish(envelope)
+            except Exception as exc:
+                self._log_failure(envelope, exc)
+                failed = (row_id, exc)
                 break
-            published += 1
+            sent.append(row_id)
+            if self._on_published is not None:
+                self._on_published(envelope)
+        if sent or failed is not None:
+            t = self._table
+            async with self._sessions() as session, session.begin():
+                if sent:
+                    await session.execute(
+                        update(t)
+                        .where(t.c.id.in_(sent))
+                        .values(published_at=self._clock.now(), attempts=t.c.attempts + 1)
+                    )
+                if failed is not None:
+                    await session.execute(
+                        update(t)
+                        .where(t.c.id == failed[0])
+                        .values(attempts=t.c.attempts + 1, last_error=repr(failed[1])[:500])
+                    )
+        published = len(sent)
         await self._purge()
         return published
+
+    def _log_failure(self, envelope: Envelope, exc: Exception) -> None:
+        log.warning(
+            "outbox.publish_failed",
+            table=self._table.name,
+            event_id=str(envelope.event_id),
+            event_type=envelope.event_type,
+            error=type(exc).__name__,
+        )
 
     async def _publish_one(self, session: AsyncSession, row_id: int, raw: str) -> bool:
         t = self._table
@@ -174,13 +210,7 @@ class OutboxRelay:
         try:
             await self._bus.publish(envelope)
         except Exception as exc:
-            log.warning(
-                "outbox.publish_failed",
-                table=t.name,
-                event_id=str(envelope.event_id),
-                event_type=envelope.event_type,
-                error=type(exc).__name__,
-            )
+            self._log_failure(envelope, exc)
             await session.execute(
                 update(t)
                 .where(t.c.id == row_id)

@@ -27,7 +27,8 @@ PARAMS = {"fast": 5, "slow": 20}
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
     settings = make_settings(
-        tmp_path_factory.mktemp("deploy"), marketdata={"load_samples": True, "replay_speed": 0}
+        tmp_path_factory.mktemp("deploy"),
+        marketdata={"load_samples": True, "replay_speed": 0, "replay_loop": False},
     )
     async with running(settings) as a:
         yield a

@@ -467,7 +467,9 @@ class AlpacaVenue:
         wanted = None if symbol is None else platform_symbol(symbol)
         return [o for o in orders.values() if wanted is None or o.symbol == wanted]
 
-    async def fills(self, *, symbol: str | None = None, since_ns: int | None = None) -> list[VenueFill]:
+    async def fills(
+        self, *, symbol: str | None = None, since_ns: int | None = None, client_order_id: str | None = None
+    ) -> list[VenueFill]:
         params: dict[str, Any] = {"direction": "asc", "page_size": _FILLS_PAGE}
         if since_ns is not None:
             params["after"] = ns_to_datetime(since_ns - _FILLS_SLACK_NS).isoformat().replace("+00:00", "Z")
@@ -510,7 +512,7 @@ class AlpacaVenue:
                     ts_ns=a.ts_ns,
                 )
             )
-        return out
+        return [f for f in out if client_order_id in (None, f.client_order_id)]
 
     # ---- events ------------------------------------------------------------------------------
 

@@ -804,12 +804,17 @@ class CcxtVenue:
 
     # ---- fills -------------------------------------------------------------------------------
 
-    async def fills(self, *, symbol: str | None = None, since_ns: int | None = None) -> list[VenueFill]:
+    async def fills(
+        self, *, symbol: str | None = None, since_ns: int | None = None, client_order_id: str | None = None
+    ) -> list[VenueFill]:
         rows = await self._trades(symbol, since_ns)
         out: dict[str, VenueFill] = {}
         for raw in rows:
             fill = await self._fill(raw)
-            if since_ns is None or fill.ts_ns >= since_ns:
+            if (since_ns is None or fill.ts_ns >= since_ns) and client_order_id in (
+                None,
+                fill.client_order_id,
+            ):
                 out.setdefault(fill.trade_id, fill)
         return sorted(out.values(), key=_fill_order)
 

@@ -532,10 +532,18 @@ class PaperVenue:
             mine = [p for p in self._x._open.values() if p.account_id == self.account_id]
             return [p.view() for p in sorted(mine, key=lambda p: p.seq) if symbol in (None, p.order.symbol)]
 
-    async def fills(self, *, symbol: str | None = None, since_ns: int | None = None) -> list[VenueFill]:
+    async def fills(
+        self, *, symbol: str | None = None, since_ns: int | None = None, client_order_id: str | None = None
+    ) -> list[VenueFill]:
         try:
             async with self._x._sessions() as s:
-                return await store.load_fills(s, account_id=self.account_id, symbol=symbol, since_ns=since_ns)
+                return await store.load_fills(
+                    s,
+                    account_id=self.account_id,
+                    symbol=symbol,
+                    since_ns=since_ns,
+                    client_order_id=client_order_id,
+                )
         except SQLAlchemyError as exc:
             raise VenueUnavailable("the paper store is unavailable") from exc
 

@@ -453,10 +453,17 @@ async def insert_fill(session: AsyncSession, fill: VenueFill, *, account_id: str
 
 
 async def load_fills(
-    session: AsyncSession, *, account_id: str, symbol: str | None = None, since_ns: int | None = None
+    session: AsyncSession,
+    *,
+    account_id: str,
+    symbol: str | None = None,
+    since_ns: int | None = None,
+    client_order_id: str | None = None,
 ) -> list[VenueFill]:
-    """The fills of an account, oldest first (``since_ns`` inclusive)."""
+    """The fills of an account, oldest first (``since_ns`` inclusive), or of one of its orders."""
     stmt = select(fills).where(fills.c.account_id == account_id)
+    if client_order_id is not None:
+        stmt = stmt.where(fills.c.client_order_id == client_order_id)
     if symbol is not None:
         stmt = stmt.where(fills.c.symbol == symbol)
     if since_ns is not None:

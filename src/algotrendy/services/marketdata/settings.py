@@ -19,6 +19,9 @@ class MarketDataSettings(BaseModel):
     replay_speed: float = Field(
         60.0, ge=0, description="Replay feed speed (x real time; 0 = as fast as possible)"
     )
+    replay_loop: bool = Field(
+        True, description="The replay feed starts over (with time moving on) when it reaches the end"
+    )
     stream_source: str = Field(
         "replay", description="Live feed: 'replay' or a ccxt exchange id (e.g. binance)"
     )

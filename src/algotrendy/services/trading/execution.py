@@ -202,13 +202,26 @@ class Execution:
     async def insert_order(self, session: AsyncSession, row: dict[str, Any], decision: RiskDecision) -> None:
         await session.execute(insert(store.orders).values(**row))
         at = row["created_at"]
-        await store.record_event(session, row["id"], None, "created", accepted=True, detail=None, at=at)
         created = dict(row, status="created")
         await self._outbox.add(session, _order_event(OrderCreated, created))
         if decision.allowed:
-            for a, b in (("created", "validated"), ("validated", "submitted")):
-                await store.record_event(session, row["id"], a, b, accepted=True, detail=None, at=at)
+            steps = ((None, "created"), ("created", "validated"), ("validated", "submitted"))
+            await session.execute(
+                insert(store.order_events),
+                [
+                    {
+                        "order_id": row["id"],
+                        "from_status": a,
+                        "to_status": b,
+                        "accepted": True,
+                        "detail": None,
+                        "at": at,
+                    }
+                    for a, b in steps
+                ],
+            )
             return
+        await store.record_event(session, row["id"], None, "created", accepted=True, detail=None, at=at)
         await store.record_event(
             session, row["id"], "created", "rejected", accepted=True, detail=row["reason"], at=at
         )
@@ -334,7 +347,19 @@ class Execution:
         if vo.filled_quantity > row["filled_quantity"]:
             # The venue filled more than we booked: fetch those fills first (they carry the
             # prices and trade ids); status follows from them.
-            await self.sync_fills(portfolio_id, venue, symbol=vo.symbol, since=row["created_at"])
+            await self.sync_fills(
+                portfolio_id,
+                venue,
+                symbol=vo.symbol,
+                since=row["created_at"],
+                client_order_id=vo.client_order_id,
+            )
+        target = OrderStatus(vo.status)
+        final_news = target in (OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED)
+        if row["venue_state"] == VenueState.ACKNOWLEDGED.value and (
+            not final_news or OrderStatus(row["status"]).is_final
+        ):
+            return  # nothing new (the stream repeats what the submit answer already said)
         async with self._sessions() as session, session.begin():
             await store.lock_account(session, portfolio_id)
             row = await store.order_by_client_id(session, vo.client_order_id)
@@ -349,9 +374,8 @@ class Execution:
                     acknowledged_at=now,
                     updated_at=now,
                 )
-            target = OrderStatus(vo.status)
             ended = None
-            if target in (OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED):
+            if final_news:
                 why = vo.reason or reason or f"{target.value} by the venue"
                 if await self._transition(session, row, target, why):
                     ended = (dict(row, status=target.value, reason=why), target, why)
@@ -428,21 +452,21 @@ class Execution:
             row = await store.order_by_client_id(session, vf.client_order_id)
             assert row is not None
             booked = await self._book(session, account, row, vf)
-        if booked:
-            async with self._sessions() as session:
-                now_row = await store.order_by_client_id(session, vf.client_order_id)
-            if now_row is not None and now_row["status"] == OrderStatus.PARTIAL_FILL.value:
-                self._fail.hit("trading.after_partial_fill")
-            for listener in self.fill_listeners:
-                try:
-                    await listener(now_row or row, vf)
-                except Exception:
-                    log.exception("trading.listener.failed", trade_id=vf.trade_id)
-        return booked
+        if booked is None:
+            return False
+        if booked["status"] == OrderStatus.PARTIAL_FILL.value:
+            self._fail.hit("trading.after_partial_fill")
+        for listener in self.fill_listeners:
+            try:
+                await listener(booked, vf)
+            except Exception:
+                log.exception("trading.listener.failed", trade_id=vf.trade_id)
+        return True
 
     async def _book(
         self, session: AsyncSession, account: dict[str, Any], row: dict[str, Any], vf: VenueFill
-    ) -> bool:
+    ) -> dict[str, Any] | None:
+        """Book one new fill; the order row as it now stands, ``None`` if the fill was refused."""
         now = self._clock.now()
         fill = Fill(
             fill_id=vf.trade_id,
@@ -460,7 +484,7 @@ class Execution:
         if late:
             if vf.quantity > order.remaining:
                 log.error("trading.fill.exceeds_order", trade_id=vf.trade_id, order_id=str(row["id"]))
-                return False
+                return None
             filled = row["filled_quantity"] + vf.quantity
             avg = (
                 vf.price
@@ -476,7 +500,7 @@ class Execution:
                 await store.record_event(
                     session, row["id"], before.value, before.value, accepted=False, detail=str(exc), at=now
                 )
-                return False
+                return None
         executed = datetime.fromtimestamp(vf.ts_ns / 1e9, UTC) if vf.ts_ns else now
         fill_row_id = uuid.uuid4()
         await session.execute(
@@ -534,13 +558,21 @@ class Execution:
             status=status.value,
             updated_at=now,
             first_fill_at=row["first_fill_at"] or now,
+            # A fill proves the venue has the order: it is acknowledged (and no longer unknown).
+            venue_state=VenueState.ACKNOWLEDGED.value,
+            venue_order_id=row["venue_order_id"] or vf.venue_order_id,
+            acknowledged_at=row["acknowledged_at"] or now,
         )
         detail = f"fill {vf.trade_id}: {vf.quantity} @ {vf.price}" + (" (late fill)" if late else "")
         await store.record_event(
             session, row["id"], before.value, status.value, accepted=True, detail=detail, at=now
         )
         new = dict(
-            row, status=status.value, filled_quantity=order.filled_quantity, average_price=order.average_price
+            row,
+            status=status.value,
+            filled_quantity=order.filled_quantity,
+            average_price=order.average_price,
+            venue_state=VenueState.ACKNOWLEDGED.value,
         )
         await self._outbox.add(
             session,
@@ -571,7 +603,7 @@ class Execution:
                 realized_pnl=str(position.realized_pnl),
             ),
         )
-        return True
+        return new
 
     async def adopt(self, portfolio_id: uuid.UUID, vo: VenueOrder) -> bool:
         """Record an order the venue has and we do not (placed outside the platform, or lost
@@ -644,12 +676,33 @@ class Execution:
         return True
 
     async def sync_fills(
-        self, portfolio_id: uuid.UUID, venue: Venue, *, symbol: str | None, since: datetime | None
+        self,
+        portfolio_id: uuid.UUID,
+        venue: Venue,
+        *,
+        symbol: str | None,
+        since: datetime | None,
+        client_order_id: str | None = None,
     ) -> int:
+        """Apply the venue's fills since ``since`` (less a margin for clock skew) that are not
+        booked yet: one query finds which are, so a long history costs one round trip."""
         since_ns = int((since - timedelta(minutes=5)).timestamp() * 1e9) if since is not None else None
+        found = await venue.fills(symbol=symbol, since_ns=since_ns, client_order_id=client_order_id)
+        booked: set[str] = set()
+        ids = [f.trade_id for f in found]
+        async with self._sessions() as session:
+            for start in range(0, len(ids), 500):
+                rows = await session.execute(
+                    select(store.fills.c.trade_id).where(
+                        store.fills.c.portfolio_id == portfolio_id,
+                        store.fills.c.trade_id.in_(ids[start : start + 500]),
+                    )
+                )
+                booked.update(r[0] for r in rows)
         applied = 0
-        for vf in await venue.fills(symbol=symbol, since_ns=since_ns):
-            applied += await self.on_fill(portfolio_id, vf, venue=venue)
+        for vf in found:
+            if vf.trade_id not in booked:
+                applied += await self.on_fill(portfolio_id, vf, venue=venue)
         return applied
 
     # ---- reconciliation ------------------------------------------------------------------------

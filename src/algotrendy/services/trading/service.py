@@ -335,7 +335,14 @@ class TradingService:
             async with self._sessions() as session, session.begin():
                 locked = await store.lock_account(session, request.portfolio_id)
                 assert locked is not None  # created above
-                snapshot = await account_snapshot(session, locked, self._quotes, self._clock, mark_day=True)
+                snapshot = await account_snapshot(
+                    session,
+                    locked,
+                    self._quotes,
+                    self._clock,
+                    mark_day=True,
+                    order_times=limits.max_orders_per_minute is not None,
+                )
                 decision = self._decide(request, reference, snapshot, limits, locked)
                 books = await Books.load(session, request.portfolio_id)
                 if decision.allowed and request.side is OrderSide.BUY:

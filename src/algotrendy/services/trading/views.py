@@ -135,6 +135,7 @@ async def account_snapshot(
     clock: Clock,
     *,
     mark_day: bool = False,
+    order_times: bool = True,
 ) -> Snapshot:
     """Equity, holdings (with what open orders would add) and recent order times of one account:
     the ``engine.risk.AccountView`` the pre-trade check reads, plus the account DTOs."""
@@ -171,7 +172,7 @@ async def account_snapshot(
         day_start = equity
         if mark_day:
             await store.set_day_mark(session, pid, now.date(), equity)
-    recent = await store.recent_order_times(session, pid, now - timedelta(minutes=1))
+    recent = await store.recent_order_times(session, pid, now - timedelta(minutes=1)) if order_times else []
     view = RiskView(
         equity=equity,
         day_start_equity=day_start,

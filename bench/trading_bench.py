@@ -1,0 +1,246 @@
+"""Trading engine benchmarks (issue 5 targets):
+
+1. ``pre-trade``: ``engine.risk.pre_trade_check`` on a 50-position account with every limit set
+   (the check on the order path), and the service's full pre-trade check (account snapshot from
+   the database + the check). Target: p99 <= 200 us for the check.
+2. ``paper``: in-process, ``TradingService.submit_order`` of a paper market order until its fill
+   is booked in the position and the ledger (the call returns only then). Target: p99 <= 2 ms.
+3. ``http``: ``POST /api/v1/trading/orders`` against ``algotrendy serve`` (one process, SQLite)
+   from an asyncio httpx client with ``--connections`` concurrent requests for ``--seconds``;
+   resting limit orders, so each request is a full order (intent, risk, reservation, venue).
+   Meanwhile a second user cancels its own orders one at a time: the cancel latency while
+   another user floods. Targets: >= 500 orders/s, p99 <= 30 ms; cancels stay fast.
+
+    uv run python bench/trading_bench.py [--runs 5] [--only pre-trade|paper|http]
+
+Loopback only; the client shares the machine's cores with the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.procs import free_port
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def bench_pre_trade(n: int = 20_000) -> dict[str, float]:
+    from algotrendy.engine.orders import OrderSide
+    from algotrendy.engine.risk import AccountView, Holding, OrderIntent, RiskLimits, pre_trade_check
+
+    d = Decimal
+    holdings = {f"S{i}": Holding(d(100 + i), d("50.25"), d(10)) for i in range(50)}
+    account = AccountView(
+        equity=d(1_000_000), day_start_equity=d(1_010_000), holdings=holdings, recent_orders_ns=[0] * 30
+    )
+    limits = RiskLimits(
+        max_order_notional=d(100_000),
+        max_position_quantity=d(10_000),
+        max_position_notional=d(500_000),
+        max_concentration=d("0.2"),
+        max_leverage=d(2),
+        daily_loss_limit=d(50_000),
+        max_orders_per_minute=100,
+    )
+    intent = OrderIntent("S7", OrderSide.BUY, d(25), d("50.30"))
+    times = []
+    for _ in range(n):
+        t = time.perf_counter_ns()
+        pre_trade_check(intent, account, limits, 10**18)
+        times.append((time.perf_counter_ns() - t) / 1000)
+    return {"p50_us": pct(times, 0.5), "p99_us": pct(times, 0.99)}
+
+
+async def _container() -> tuple[object, uuid.UUID, uuid.UUID]:
+    from algotrendy.app.container import Container
+    from algotrendy.app.settings import Settings
+    from algotrendy.services.portfolio.interface import PortfolioCreate
+
+    settings = Settings(
+        env="test",
+        data_dir=Path(tempfile.mkdtemp(prefix="algo-bench-")),
+        services=["users", "marketdata", "portfolio", "risk", "trading"],
+        log={"level": "WARNING"},
+    )
+    container = Container.build(settings)
+    await container.start()
+    owner = uuid.uuid4()
+    p = await container.services["portfolio"].create(
+        owner_id=owner, data=PortfolioCreate(name="bench", initial_capital=Decimal(10**9))
+    )
+    return container, owner, p.portfolio_id
+
+
+async def bench_paper(n: int = 400, warmup: int = 50) -> dict[str, float]:
+    from algotrendy.services.trading.interface import OrderCreate
+
+    container, owner, pid = await _container()
+    trading = container.services["trading"]  # type: ignore[attr-defined]
+    times = []
+    checks = []
+    try:
+        for i in range(n + warmup):
+            request = OrderCreate(portfolio_id=pid, symbol="AAPL", side="BUY", quantity=Decimal(1))
+            t = time.perf_counter()
+            order, _ = await trading.submit_order(owner_id=owner, request=request)
+            elapsed = time.perf_counter() - t
+            assert order.status.value == "filled", order.status
+            if i >= warmup:
+                times.append(elapsed * 1000)
+        for _ in range(200):
+            t = time.perf_counter()
+            await trading.pre_trade_check(owner_id=owner, request=request)
+            checks.append((time.perf_counter() - t) * 1000)
+    finally:
+        await container.stop()  # type: ignore[attr-defined]
+    return {
+        "p50_ms": pct(times, 0.5),
+        "p99_ms": pct(times, 0.99),
+        "service_check_p50_ms": pct(checks, 0.5),
+        "service_check_p99_ms": pct(checks, 0.99),
+    }
+
+
+def _server() -> tuple[subprocess.Popen[bytes], str]:
+    tmp = Path(tempfile.mkdtemp(prefix="algo-bench-"))
+    port = free_port()
+    env = {
+        **os.environ,
+        "ALGO_DATA_DIR": str(tmp / "data"),
+        "ALGO_GATEWAY__IP_BURST": "1e9",
+        "ALGO_GATEWAY__IP_RATE_PER_MINUTE": "1e12",
+        "ALGO_GATEWAY__USER_BURST": "1e9",
+        "ALGO_GATEWAY__USER_RATE_PER_MINUTE": "1e12",
+        "ALGO_GATEWAY__AUTH_BURST": "1e9",
+        "ALGO_GATEWAY__AUTH_RATE_PER_MINUTE": "1e12",
+        "ALGO_LOG__ACCESS_LOG": "false",
+        "ALGO_LOG__LEVEL": "WARNING",
+        "ALGO_SERVICES": "users,marketdata,portfolio,risk,trading",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "algotrendy", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp / "server.log").open("wb"),
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(base + "/ready", timeout=1).status_code == 200:
+                return server, base
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("server did not start")
+
+
+async def _user(client: httpx.AsyncClient, name: str) -> tuple[dict[str, str], str]:
+    password = uuid.uuid4().hex
+    await client.post(
+        "/api/v1/users/register",
+        json={"email": f"{name}@example.com", "username": name, "password": password},
+    )
+    token = (await client.post("/auth/login", json={"username": name, "password": password})).json()
+    h = {"Authorization": f"Bearer {token['access_token']}"}
+    r = await client.post(
+        "/api/v1/portfolio", json={"name": name, "initial_capital": "1000000000"}, headers=h
+    )
+    return h, r.json()["portfolio_id"]
+
+
+async def bench_http(seconds: float, connections: int) -> dict[str, float]:
+    server, base = _server()
+    try:
+        limits = httpx.Limits(max_connections=connections + 4)
+        async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
+            flood_h, flood_pid = await _user(client, f"flood{uuid.uuid4().hex[:6]}")
+            calm_h, calm_pid = await _user(client, f"calm{uuid.uuid4().hex[:6]}")
+            order = {
+                "symbol": "AAPL",
+                "side": "BUY",
+                "quantity": "1",
+                "order_type": "LIMIT",
+                "limit_price": "1",
+            }
+            latencies: list[float] = []
+            cancels: list[float] = []
+            stop = time.perf_counter() + seconds
+            errors = 0
+
+            async def flood() -> None:
+                nonlocal errors
+                while time.perf_counter() < stop:
+                    t = time.perf_counter()
+                    r = await client.post(
+                        "/api/v1/trading/orders", json={**order, "portfolio_id": flood_pid}, headers=flood_h
+                    )
+                    latencies.append((time.perf_counter() - t) * 1000)
+                    errors += r.status_code != 201
+
+            async def calm() -> None:
+                while time.perf_counter() < stop:
+                    r = await client.post(
+                        "/api/v1/trading/orders", json={**order, "portfolio_id": calm_pid}, headers=calm_h
+                    )
+                    t = time.perf_counter()
+                    await client.put(f"/api/v1/trading/orders/{r.json()['order_id']}/cancel", headers=calm_h)
+                    cancels.append((time.perf_counter() - t) * 1000)
+
+            started = time.perf_counter()
+            await asyncio.gather(*(flood() for _ in range(connections)), calm())
+            elapsed = time.perf_counter() - started
+    finally:
+        server.terminate()
+        server.wait(10)
+    return {
+        "orders_per_s": len(latencies) / elapsed,
+        "p50_ms": pct(latencies, 0.5),
+        "p99_ms": pct(latencies, 0.99),
+        "cancel_p50_ms": pct(cancels, 0.5),
+        "cancel_p99_ms": pct(cancels, 0.99),
+        "errors": float(errors),
+    }
+
+
+def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--only", choices=["pre-trade", "paper", "http"])
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--connections", type=int, default=32)
+    args = ap.parse_args()
+    if args.only in (None, "pre-trade"):
+        print("pre-trade check:", median_of([bench_pre_trade() for _ in range(args.runs)]))
+    if args.only in (None, "paper"):
+        print(
+            "paper submit -> fill -> position:",
+            median_of([asyncio.run(bench_paper()) for _ in range(args.runs)]),
+        )
+    if args.only in (None, "http"):
+        runs = [asyncio.run(bench_http(args.seconds, args.connections)) for _ in range(args.runs)]
+        print("HTTP orders:", median_of(runs))
+
+
+if __name__ == "__main__":
+    main()
