@@ -262,3 +262,71 @@ async def test_execution_stats(api: Api) -> None:
     assert (
         await api.client.get(f"{T}/execution/stats", params={"period": "1y"}, headers=h)
     ).status_code == 422
+
+
+async def test_modify_replaces_a_resting_order_and_keeps_the_books_right(api: Api) -> None:
+    _u, h, _ = await api.user()
+    pid = await portfolio(api, h)
+    body = {
+        "portfolio_id": pid,
+        "symbol": "AAPL",
+        "side": "BUY",
+        "quantity": "10",
+        "order_type": "LIMIT",
+        "limit_price": "2",
+    }
+    oid = (await api.client.post(f"{T}/orders", json=body, headers=h)).json()["order_id"]
+    r = await api.client.patch(f"{T}/orders/{oid}", json={"quantity": "20", "limit_price": "3"}, headers=h)
+    assert r.status_code == 200, r.text
+    new = r.json()
+    assert new["replaces_order_id"] == oid and new["order_id"] != oid
+    assert (
+        Decimal(new["quantity"]) == 20 and Decimal(new["limit_price"]) == 3 and new["status"] == "submitted"
+    )
+    old = (await api.client.get(f"{T}/orders/{oid}", headers=h)).json()
+    assert old["status"] == "cancelled" and old["reason"] == "replaced"
+    acct = (await api.client.get(f"{T}/accounts/{pid}", headers=h)).json()
+    # Only the new order's reservation is held: 20 x 3 plus the fee allowance.
+    assert Decimal(60) <= Decimal(acct["reserved"]) < Decimal("60.1")
+    assert Decimal(acct["cash"]) + Decimal(acct["reserved"]) == 100000
+    bad = [
+        ({}, 422),
+        ({"stop_price": "1"}, 422),  # a LIMIT order has no stop
+        ({"quantity": "-1"}, 422),
+    ]
+    for change, status in bad:
+        r = await api.client.patch(f"{T}/orders/{new['order_id']}", json=change, headers=h)
+        assert r.status_code == status, (change, r.text)
+    r = await api.client.patch(f"{T}/orders/{oid}", json={"limit_price": "4"}, headers=h)
+    assert r.status_code == 409  # the replaced order is final
+    market = await api.client.post(
+        f"{T}/orders", json={"portfolio_id": pid, "symbol": "AAPL", "side": "BUY", "quantity": "1"}, headers=h
+    )
+    done = await settled(api, h, market.json()["order_id"], "filled")
+    r = await api.client.patch(f"{T}/orders/{done['order_id']}", json={"quantity": "2"}, headers=h)
+    assert r.status_code == 409
+
+
+async def test_closing_part_of_a_position_realizes_its_share(api: Api) -> None:
+    _u, h, _ = await api.user()
+    pid = await portfolio(api, h)
+    r = await api.client.post(
+        f"{T}/orders",
+        json={"portfolio_id": pid, "symbol": "AAPL", "side": "BUY", "quantity": "10"},
+        headers=h,
+    )
+    await settled(api, h, r.json()["order_id"], "filled")
+    [pos] = (await api.client.get(f"{T}/positions/{pid}", headers=h)).json()
+    r = await api.client.post(f"{T}/positions/{pos['position_id']}/close", json={"quantity": "11"}, headers=h)
+    assert r.status_code == 422 and "quantity" in r.text
+    r = await api.client.post(f"{T}/positions/{pos['position_id']}/close", json={"quantity": "4"}, headers=h)
+    closing = await settled(api, h, r.json()["order_id"], "filled")
+    assert closing["reduce_only"] is True and closing["side"] == "SELL"
+    [after] = (await api.client.get(f"{T}/positions/{pid}", headers=h)).json()
+    expected = (Decimal(closing["average_price"]) - Decimal(pos["average_price"])) * 4
+    assert Decimal(after["quantity"]) == 6 and Decimal(after["realized_pnl"]) == expected
+    r = await api.client.post(f"{T}/positions/{pos['position_id']}/close", headers=h)
+    await settled(api, h, r.json()["order_id"], "filled")
+    assert (await api.client.get(f"{T}/positions/{pid}", headers=h)).json() == []
+    r = await api.client.post(f"{T}/positions/{pos['position_id']}/close", headers=h)
+    assert r.status_code == 409  # already flat

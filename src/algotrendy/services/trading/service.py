@@ -40,10 +40,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from algotrendy.core.clock import Clock
-from algotrendy.core.errors import Conflict, Invalid, NotFound
+from algotrendy.core.errors import Conflict, Invalid, NotFound, TemporaryError
 from algotrendy.core.failpoints import NONE as NO_FAILPOINTS
 from algotrendy.core.failpoints import Failpoints
-from algotrendy.core.venue import InstrumentRules, QuoteSource
+from algotrendy.core.venue import InstrumentRules, QuoteSource, VenueError
 from algotrendy.db.outbox import Outbox
 from algotrendy.engine.ledger import LedgerError
 from algotrendy.engine.orders import OrderSide, OrderStatus, OrderType
@@ -54,6 +54,7 @@ from algotrendy.services.strategies.interface import StrategiesApi
 from algotrendy.services.trading import store
 from algotrendy.services.trading import views as reads
 from algotrendy.services.trading.accounts import Books
+from algotrendy.services.trading.bookings import new_order_row
 from algotrendy.services.trading.connections import Connections
 from algotrendy.services.trading.deploy import BarFeed, Deployments
 from algotrendy.services.trading.execution import Execution
@@ -347,7 +348,7 @@ class TradingService:
                 books = await Books.load(session, request.portfolio_id)
                 if decision.allowed and request.side is OrderSide.BUY:
                     decision = self._reserve(books, order_id, request, reference, locked)
-                row = self.execution.new_order_row(
+                row = new_order_row(
                     order_id=order_id,
                     owner_id=owner_id,
                     request=request,
@@ -627,7 +628,11 @@ class TradingService:
             account = await store.get_account(session, portfolio_id)
         if account is None:
             raise NotFound(f"portfolio {portfolio_id} has no trading account")
-        return await self.execution.reconcile(account, await self._venues.venue(account))
+        venue = await self._venues.venue(account)
+        try:
+            return await self.execution.reconcile(account, venue)
+        except VenueError as exc:
+            raise TemporaryError(f"reconciliation with {venue.name} did not finish: {exc}") from exc
 
 
 def since_for(period: str, now: datetime) -> datetime:
