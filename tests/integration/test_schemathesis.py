@@ -94,10 +94,15 @@ CONTENT_CHECKED = [
     # trading: symbols, venue rules (step, tick, minimum), available prices and risk limits are
     # checked for meaning; portfolio names are unique per owner (409)
     "POST /api/v1/trading/orders",
+    "GET /api/v1/trading/orders",  # since/until: a well-formed but impossible date is a 422
     "PATCH /api/v1/trading/orders/{order_id}",
     "POST /api/v1/trading/positions/{position_id}/close",
     "POST /api/v1/risk/pre-trade-check",
     "PUT /api/v1/risk/limits/{portfolio_id}",
+    # connections: the venue name and the key are checked at the venue; deployments: symbols,
+    # intervals and parameter values are checked against the strategy and the stored bars
+    "POST /api/v1/trading/connections",
+    "POST /api/v1/strategies/{strategy_id}/deploy",
     "POST /api/v1/portfolio",
     "PUT /api/v1/portfolio/{portfolio_id}",
 ]

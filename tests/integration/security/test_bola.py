@@ -198,6 +198,8 @@ async def test_every_non_public_route_answers_401_without_a_token(api: Api) -> N
             order_id=dummy,
             portfolio_id=dummy,
             position_id=dummy,
+            connection_id=dummy,
+            deployment_id=dummy,
             version="1",
             symbol="SPY",
             subscription_id="sub_x",

@@ -107,7 +107,12 @@ class Connections:
             sandbox=data.sandbox,
             base_url=data.base_url,
         )
-        venue = self._venues.build_live(credentials)
+        try:
+            venue = self._venues.build_live(credentials)
+        except ValueError as exc:
+            raise Invalid(
+                f"unknown venue {data.venue!r}: 'alpaca' or a ccxt exchange id", field="venue"
+            ) from exc
         try:
             await venue.connect()
             perms = await venue.permissions()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, WebSocket, WebSocketDisconnect
@@ -53,6 +53,24 @@ IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")
 ]
 Period = Annotated[str, Query(pattern=r"^[1-9][0-9]{0,3}[hdw]$")]
+IsoTime = Annotated[
+    str | None,
+    Query(
+        pattern=r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|[+-]\d{2}:?\d{2})?$",
+        description="ISO 8601 date or time (UTC unless an offset is given)",
+    ),
+]
+
+
+def _when(text: str | None, field: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise Invalid(f"{text!r} is not an ISO 8601 time", field=field) from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
 
 router = APIRouter(prefix="/api/v1/trading", tags=["trading"], responses=PROBLEM_RESPONSES)
 
@@ -83,8 +101,8 @@ async def list_orders(
     status: Annotated[list[OrderStatus] | None, Query()] = None,
     symbol: Annotated[str | None, Query(max_length=40)] = None,
     side: OrderSide | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: IsoTime = None,
+    until: IsoTime = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> OrderPage:
@@ -94,8 +112,8 @@ async def list_orders(
         status=status,
         symbol=symbol,
         side=side,
-        since=since,
-        until=until,
+        since=_when(since, "since"),
+        until=_when(until, "until"),
         limit=limit,
         offset=offset,
     )
