@@ -26,7 +26,7 @@ from algotrendy.engine.execution import Costs, floor_lot, match_bar, priority, s
 from algotrendy.engine.orders import Fill, Order, OrderSide, OrderStatus, OrderType, TimeInForce
 from algotrendy.engine.positions import Closed, Position
 from algotrendy.engine.result import RunResult, Trades
-from algotrendy.engine.strategy import Strategy
+from algotrendy.engine.strategy import Strategy, check_order_args, close_order
 
 MAX_BRACKET_ROUNDS = 8
 
@@ -151,12 +151,7 @@ class EventBacktest:
         tag: str = "",
         group: str | None = None,
     ) -> str:
-        if symbol not in self._positions:
-            raise ValueError(f"unknown symbol {symbol!r}; this backtest trades {', '.join(self._symbols)}")
-        if (quantity is None) == (fraction is None):
-            raise ValueError("give exactly one of quantity and fraction")
-        if fraction is not None and not (0 < fraction <= 100):
-            raise ValueError(f"fraction must be in (0, 100], got {fraction}")
+        check_order_args(symbol, self._symbols, quantity, fraction)
         oid = f"o{len(self._orders) + 1}"
         order: Order[float] = Order(
             id=oid,
@@ -193,11 +188,11 @@ class EventBacktest:
         return self.submit(symbol, OrderSide.SELL, quantity, fraction=fraction, tag=tag)
 
     def close(self, symbol: str, *, tag: str = "exit") -> str | None:
-        qty = self._positions[symbol].quantity
-        if qty == 0:
+        order = close_order(self._positions[symbol].quantity)
+        if order is None:
             return None
-        side = OrderSide.SELL if qty > 0 else OrderSide.BUY
-        return self.submit(symbol, side, abs(qty), reduce_only=True, tag=tag)
+        side, qty = order
+        return self.submit(symbol, side, qty, reduce_only=True, tag=tag)
 
     def cancel(self, order_id: str) -> None:
         order = self._orders.get(order_id)

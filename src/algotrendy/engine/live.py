@@ -67,7 +67,7 @@ import numpy as np
 
 from algotrendy.core.market import Bars
 from algotrendy.engine.orders import Fill, Order, OrderSide, OrderType, TimeInForce
-from algotrendy.engine.strategy import Strategy
+from algotrendy.engine.strategy import Strategy, check_order_args, close_order
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,25 +135,6 @@ class CancelAll:
 
 
 Command: TypeAlias = Submit | Cancel | CancelAll
-
-
-def check_order_args(
-    symbol: str, symbols: Sequence[str], quantity: float | None, fraction: float | None
-) -> None:
-    """The checks ``ctx.submit`` makes before it builds the order (as ``EventBacktest`` does)."""
-    if symbol not in symbols:
-        raise ValueError(f"unknown symbol {symbol!r}; this strategy trades {', '.join(symbols)}")
-    if (quantity is None) == (fraction is None):
-        raise ValueError("give exactly one of quantity and fraction")
-    if fraction is not None and not (0 < fraction <= 100):
-        raise ValueError(f"fraction must be in (0, 100], got {fraction}")
-
-
-def close_order(position: float) -> tuple[OrderSide, float] | None:
-    """The side and quantity of the reduce-only order that flattens ``position`` (``None``: flat)."""
-    if position == 0:
-        return None
-    return (OrderSide.SELL if position > 0 else OrderSide.BUY), abs(position)
 
 
 class _Window:

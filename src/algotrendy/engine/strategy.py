@@ -28,6 +28,7 @@ position in what ``on_data`` got.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from algotrendy.core.market import Bars
@@ -130,3 +131,22 @@ class Strategy:
 
     def on_reject(self, ctx: Context, order_id: str, reason: str) -> None:
         """An order the venue or risk refused (insufficient cash, nothing to reduce ...)."""
+
+
+def check_order_args(
+    symbol: str, symbols: Sequence[str], quantity: float | None, fraction: float | None
+) -> None:
+    """The checks every ``Context.submit`` makes before it builds the order (backtest and live)."""
+    if symbol not in symbols:
+        raise ValueError(f"unknown symbol {symbol!r}; this strategy trades {', '.join(symbols)}")
+    if (quantity is None) == (fraction is None):
+        raise ValueError("give exactly one of quantity and fraction")
+    if fraction is not None and not (0 < fraction <= 100):
+        raise ValueError(f"fraction must be in (0, 100], got {fraction}")
+
+
+def close_order(position: float) -> tuple[OrderSide, float] | None:
+    """The side and quantity of the reduce-only order that flattens ``position`` (``None``: flat)."""
+    if position == 0:
+        return None
+    return (OrderSide.SELL if position > 0 else OrderSide.BUY), abs(position)
