@@ -19,6 +19,8 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from algotrendy.db import sqlite_inline
+
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
@@ -34,13 +36,14 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
-    # aiosqlite wraps sqlite3; isolation_level=None lets SQLAlchemy emit BEGIN itself, which
-    # is what makes BEGIN IMMEDIATE possible.
+    # isolation_level=None lets SQLAlchemy emit BEGIN itself, which is what makes BEGIN
+    # IMMEDIATE possible. No busy timeout on the connection: ``sqlite_inline`` waits for a
+    # lock held by another process in its own thread, never on the event loop.
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA busy_timeout=0")
     cur.execute("PRAGMA synchronous=FULL")
     cur.close()
 
@@ -59,8 +62,20 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEn
         path = sqlite_path(url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
+        # One connection: every transaction begins IMMEDIATE (it holds the file's write lock),
+        # so a second connection could only wait for that lock in SQLite's busy handler, which
+        # sleeps 1, 2, 5, 10, ... 100 ms between tries. Queuing on the pool instead wakes the
+        # next session the moment the previous one ends, in arrival order.
         engine = create_async_engine(
-            url, echo=echo, hide_parameters=True, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+            url,
+            echo=echo,
+            hide_parameters=True,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=SQLITE_BUSY_TIMEOUT_MS / 1000 * 3,
+            async_creator=sqlite_inline.creator(
+                make_url(url).database or ":memory:", busy_timeout_ms=SQLITE_BUSY_TIMEOUT_MS
+            ),
         )
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
