@@ -113,6 +113,9 @@ class VenueOrder:
     time_in_force: str = "GTC"
     reason: str | None = None
     updated_ns: int = 0
+    fills: tuple[VenueFill, ...] = ()
+    """The order's executions when the answer carries them (the paper venue's submit answer, like
+    Binance's FULL response): booked without asking ``fills()`` again. Empty means "not given"."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -225,26 +226,42 @@ class PaperExchange:
             order.transition(OrderStatus.SUBMITTED)
             if order.time_in_force is TimeInForce.DAY:
                 po.first_day = now // NS_PER_DAY
-            try:
-                async with self._sessions.begin() as s:
-                    po.seq = await store.insert_order(s, po, at=self._clock.now())
-            except SQLAlchemyError as exc:
-                raise VenueAmbiguous("the paper store failed while recording the order") from exc
-            self._open[(account_id, r.client_order_id)] = po
-            if po.first_day is not None:
-                self._first_day[order.id] = po.first_day
-            self._venues[account_id].reports.publish(po.view())
+            fills: list[VenueFill] = []
             if self._latency_ns == 0:
+                # The order meets the latest quote at once and is stored with that outcome in
+                # one commit (acknowledgement and fills together).
                 price = quote.price
                 try:
-                    await self._step(r.symbol, [po], Segment(price, price, price, quote.volume), now)
+                    fills = await self._step(
+                        r.symbol, [po], Segment(price, price, price, quote.volume), now, new=po
+                    )
+                except SQLAlchemyError as exc:
+                    raise VenueAmbiguous("the paper store failed while recording the order") from exc
                 except Exception:  # acknowledged all the same: the order rests for the next bar
                     log.exception("paper.match_failed", symbol=r.symbol)
+                    await self._store_new(po)
+            else:
+                await self._store_new(po)
             if order.status.is_open:
                 self._ensure_stream(r.symbol, quote)
             # Like a real venue's answer to a market order (Binance's FULL response): the order
-            # as it stands after the immediate match, so its fills can be booked at once.
-            return po.view()
+            # as it stands after the immediate match, with its fills, so they are booked at once.
+            return dataclasses.replace(po.view(), fills=tuple(fills))
+
+    async def _store_new(self, po: PaperOrder) -> None:
+        """Record an acknowledged order that has not met a price yet (call under the lock)."""
+        try:
+            async with self._sessions.begin() as s:
+                po.seq = await store.insert_order(s, po, at=self._clock.now())
+        except SQLAlchemyError as exc:
+            raise VenueAmbiguous("the paper store failed while recording the order") from exc
+        self._accept(po)
+        self._venues[po.account_id].reports.publish(po.view())
+
+    def _accept(self, po: PaperOrder) -> None:
+        self._open[(po.account_id, po.client_order_id)] = po
+        if po.first_day is not None:
+            self._first_day[po.order.id] = po.first_day
 
     async def _cancel(self, account_id: str, client_order_id: str, symbol: str) -> VenueOrder:
         async with self._lock:
@@ -272,9 +289,15 @@ class PaperExchange:
             self._retire(symbol)
             return view
 
-    async def _step(self, symbol: str, batch: list[PaperOrder], seg: Segment, now: int) -> None:
-        """Match ``batch`` (open orders of ``symbol``) against one segment; commit; then publish."""
+    async def _step(
+        self, symbol: str, batch: list[PaperOrder], seg: Segment, now: int, new: PaperOrder | None = None
+    ) -> list[VenueFill]:
+        """Match ``batch`` (open orders of ``symbol``) against one segment; commit; then publish.
+
+        ``new`` is an order of the batch not stored yet: it is inserted in the same commit, as it
+        stands after the match, and its acknowledgement is published first. Returns the fills."""
         batch.sort(key=lambda p: (priority(p.order), p.seq))
+        acknowledged = None if new is None else new.view()
         saved = {p.order.id: p.saved() for p in batch}
         by_id = {p.order.id: p for p in batch}
         fills: list[tuple[PaperOrder, Fill[Decimal]]] = []
@@ -335,16 +358,19 @@ class PaperExchange:
                 execute=execute,
             )
             changed = [p for p in batch if p.saved()[:-1] != saved[p.order.id][:-1]]  # updated_ns aside
-            if not changed:
-                return
+            if not changed and new is None:
+                return []
             for p in changed:
                 p.updated_ns = now
                 was = saved[p.order.id]
                 if reported.get(p.order.id, (was[1], was[2])) != (p.order.status, p.order.filled_quantity):
                     events.append((p.account_id, p.view()))
             async with self._sessions.begin() as s:
+                if new is not None:
+                    new.seq = await store.insert_order(s, new, at=self._clock.now())
                 for p in changed:
-                    await store.update_order(s, p)
+                    if p is not new:
+                        await store.update_order(s, p)
                 for p, f in fills:
                     currency = self._accounts[p.account_id].currency
                     await store.insert_fill(
@@ -356,11 +382,17 @@ class PaperExchange:
             raise
         for p, f in fills:
             self._accounts[p.account_id].book(f)
+        if new is not None:
+            if new.order.status.is_open:
+                self._accept(new)
+            assert acknowledged is not None
+            events.insert(0, (new.account_id, acknowledged))
         for p in changed:
             if not p.order.status.is_open:
                 self._forget(p)
         for account_id, event in events:
             self._venues[account_id].reports.publish(event)
+        return [e for _, e in events if isinstance(e, VenueFill)]
 
     # -- streams --------------------------------------------------------------------------------
 

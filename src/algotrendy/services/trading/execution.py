@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -75,6 +76,46 @@ ZERO = Decimal(0)
 RESOLVE_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 
+class Seen:
+    """What this process already knows it has applied, so a venue report it repeats (the stream
+    echoing the submit answer, a fill delivered twice) is dropped without a database read.
+
+    Only lower bounds are kept: an order's acknowledgement, status and booked quantity only ever
+    move forward, and a trade id once booked stays booked, so a remembered state can make a
+    report look new (then the database decides) but never hide one that is. Bounded: the oldest
+    entries are forgotten first, and a forgotten one is simply read again.
+    """
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self._capacity = capacity
+        self.fills: OrderedDict[tuple[uuid.UUID, str], None] = OrderedDict()
+        self.orders: OrderedDict[str, tuple[bool, OrderStatus, Decimal]] = OrderedDict()
+
+    def fill(self, portfolio_id: uuid.UUID, trade_id: str) -> None:
+        self.fills[(portfolio_id, trade_id)] = None
+        if len(self.fills) > self._capacity:
+            self.fills.popitem(last=False)
+
+    def order(self, row: dict[str, Any]) -> None:
+        self.orders[row["client_order_id"]] = (
+            row["venue_state"] == VenueState.ACKNOWLEDGED.value,
+            OrderStatus(row["status"]),
+            row["filled_quantity"],
+        )
+        self.orders.move_to_end(row["client_order_id"])
+        if len(self.orders) > self._capacity:
+            self.orders.popitem(last=False)
+
+    def nothing_new(self, vo: VenueOrder) -> bool:
+        known = self.orders.get(vo.client_order_id)
+        if known is None:
+            return False
+        acknowledged, status, filled = known
+        target = OrderStatus(vo.status)
+        final_news = target in (OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED)
+        return acknowledged and vo.filled_quantity <= filled and (not final_news or status.is_final)
+
+
 class Execution:
     def __init__(
         self,
@@ -92,6 +133,7 @@ class Execution:
         self._venues = venues
         self._tasks: set[asyncio.Task[None]] = set()
         self.unknown_grace = timedelta(minutes=2)
+        self.seen = Seen()
         self._cancel_reasons: dict[str, str] = {}
         """Why a cancel was asked, by client order id: the venue's stream may report the
         cancellation before the cancel call returns."""
@@ -219,8 +261,12 @@ class Execution:
     async def on_venue_order(
         self, portfolio_id: uuid.UUID, vo: VenueOrder, *, venue: Venue, reason: str | None = None
     ) -> None:
+        if reason is None and self.seen.nothing_new(vo):
+            return
         async with self.sessions() as session:
             row = await store.order_by_client_id(session, vo.client_order_id)
+        if row is not None and row["portfolio_id"] == portfolio_id:
+            self.seen.order(row)
         if row is None:
             if not await self.adopt(portfolio_id, vo):
                 return
@@ -230,15 +276,23 @@ class Execution:
         if row["portfolio_id"] != portfolio_id:
             return  # another portfolio on the same venue account: its own stream applies it
         if vo.filled_quantity > row["filled_quantity"]:
-            # The venue filled more than we booked: fetch those fills first (they carry the
-            # prices and trade ids); status follows from them.
-            await self.sync_fills(
-                portfolio_id,
-                venue,
-                symbol=vo.symbol,
-                since=row["created_at"],
-                client_order_id=vo.client_order_id,
-            )
+            # The venue filled more than we booked: book those fills first (they carry the
+            # prices and trade ids; the answer may bring them, else they are fetched); status
+            # follows from them.
+            for vf in vo.fills:
+                await self.on_fill(portfolio_id, vf, venue=venue)
+            if vo.fills:
+                async with self.sessions() as session:
+                    row = await store.order_by_client_id(session, vo.client_order_id)
+                assert row is not None
+            if vo.filled_quantity > row["filled_quantity"]:
+                await self.sync_fills(
+                    portfolio_id,
+                    venue,
+                    symbol=vo.symbol,
+                    since=row["created_at"],
+                    client_order_id=vo.client_order_id,
+                )
         target = OrderStatus(vo.status)
         final_news = target in (OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED)
         if row["venue_state"] == VenueState.ACKNOWLEDGED.value and (
@@ -321,8 +375,11 @@ class Execution:
 
     async def on_fill(self, portfolio_id: uuid.UUID, vf: VenueFill, *, venue: Venue) -> bool:
         """Apply one venue fill (``False`` if it was applied before)."""
+        if (portfolio_id, vf.trade_id) in self.seen.fills:
+            return False
         async with self.sessions() as session:
             if await store.fill_exists(session, portfolio_id, vf.trade_id):
+                self.seen.fill(portfolio_id, vf.trade_id)
                 return False
             row = await store.order_by_client_id(session, vf.client_order_id)
         if row is not None and row["portfolio_id"] != portfolio_id:
@@ -342,8 +399,10 @@ class Execution:
             row = await store.order_by_client_id(session, vf.client_order_id)
             assert row is not None
             booked = await self._book(session, account, row, vf)
+        self.seen.fill(portfolio_id, vf.trade_id)
         if booked is None:
             return False
+        self.seen.order(booked)
         if booked["status"] == OrderStatus.PARTIAL_FILL.value:
             self._fail.hit("trading.after_partial_fill")
         for listener in self.fill_listeners:
