@@ -10,8 +10,12 @@
    resting limit orders, so each request is a full order (intent, risk, reservation, venue).
    Meanwhile a second user cancels its own orders one at a time: the cancel latency while
    another user floods. Targets: >= 500 orders/s, p99 <= 30 ms; cancels stay fast.
+4. ``commit``: the disk's floor: one-row SQLite commits (WAL, ``synchronous=FULL``, as the
+   records database runs) in the directory the other benchmarks use.
+5. ``http-floor``: the HTTP stack's floor: ``GET /api/v1/trading/connections`` (authentication
+   and one indexed read) flooded like ``http``: what no order path can beat on this machine.
 
-    uv run python bench/trading_bench.py [--runs 5] [--only pre-trade|paper|http]
+    uv run python bench/trading_bench.py [--runs 5] [--only pre-trade|paper|http|commit|http-floor]
 
 Loopback only; the client shares the machine's cores with the server.
 """
@@ -165,6 +169,54 @@ async def _user(client: httpx.AsyncClient, name: str) -> tuple[dict[str, str], s
     return h, r.json()["portfolio_id"]
 
 
+def bench_commit(n: int = 500) -> dict[str, float]:
+    import sqlite3
+
+    path = Path(tempfile.mkdtemp(prefix="algo-bench-")) / "commit.sqlite"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    times = []
+    for i in range(n):
+        t = time.perf_counter()
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT INTO t (v) VALUES (?)", (str(i),))
+        db.execute("COMMIT")
+        times.append((time.perf_counter() - t) * 1000)
+    db.close()
+    return {"p50_ms": pct(times, 0.5), "p99_ms": pct(times, 0.99)}
+
+
+async def bench_http_floor(seconds: float, connections: int) -> dict[str, float]:
+    server, base = _server()
+    try:
+        limits = httpx.Limits(max_connections=connections + 4)
+        async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
+            h, _pid = await _user(client, f"floor{uuid.uuid4().hex[:6]}")
+            latencies: list[float] = []
+            stop = time.perf_counter() + seconds
+
+            async def flood() -> None:
+                while time.perf_counter() < stop:
+                    t = time.perf_counter()
+                    r = await client.get("/api/v1/trading/connections", headers=h)
+                    assert r.status_code == 200, r.text
+                    latencies.append((time.perf_counter() - t) * 1000)
+
+            started = time.perf_counter()
+            await asyncio.gather(*(flood() for _ in range(connections)))
+            elapsed = time.perf_counter() - started
+    finally:
+        server.terminate()
+        server.wait(10)
+    return {
+        "requests_per_s": len(latencies) / elapsed,
+        "p50_ms": pct(latencies, 0.5),
+        "p99_ms": pct(latencies, 0.99),
+    }
+
+
 async def bench_http(seconds: float, connections: int) -> dict[str, float]:
     server, base = _server()
     try:
@@ -226,7 +278,7 @@ def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--only", choices=["pre-trade", "paper", "http"])
+    ap.add_argument("--only", choices=["pre-trade", "paper", "http", "commit", "http-floor"])
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--connections", type=int, default=32)
     args = ap.parse_args()
@@ -240,6 +292,11 @@ def main() -> None:
     if args.only in (None, "http"):
         runs = [asyncio.run(bench_http(args.seconds, args.connections)) for _ in range(args.runs)]
         print("HTTP orders:", median_of(runs))
+    if args.only in (None, "commit"):
+        print("SQLite commit (WAL, FULL):", median_of([bench_commit() for _ in range(args.runs)]))
+    if args.only in (None, "http-floor"):
+        runs = [asyncio.run(bench_http_floor(args.seconds, args.connections)) for _ in range(args.runs)]
+        print("HTTP floor (authenticated read):", median_of(runs))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """Async engines and session factories for SQLite (embedded) and PostgreSQL (split mode).
 
-SQLite runs in WAL mode with foreign keys on, a busy timeout and ``synchronous=FULL`` so a
-committed row survives ``kill -9`` and power loss (RELIABILITY G8). Every SQLite transaction
-begins ``IMMEDIATE`` (one writer at a time, queued), which is what makes check-then-write
-sequences safe in the embedded shape. ``begin_serialized`` opens
-a write transaction that serializes check-then-write sequences (``BEGIN IMMEDIATE`` on SQLite;
-on PostgreSQL callers lock rows with ``SELECT ... FOR UPDATE``).
+SQLite runs in WAL mode with foreign keys on and ``synchronous=FULL`` so a committed row
+survives ``kill -9`` and power loss (RELIABILITY G8), through ``db.sqlite_inline`` (statements on
+the loop, commits and waits for another process's lock in a thread). Every SQLite transaction
+begins ``IMMEDIATE`` on the engine's one connection, so sessions queue on the pool in arrival
+order, which is what makes check-then-write sequences safe in the embedded shape.
+``begin_serialized`` opens a write transaction that serializes check-then-write sequences
+(``BEGIN IMMEDIATE`` on SQLite; on PostgreSQL callers lock rows with ``SELECT ... FOR UPDATE``).
 """
 
 from __future__ import annotations

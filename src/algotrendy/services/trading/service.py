@@ -587,7 +587,8 @@ class TradingService:
         async with self._sessions() as session:
             rows = await store.position_rows(session, portfolio_id)
             open_orders = await store.open_orders(session, portfolio_id)
-        return sum(1 for r in rows if r["quantity"] != ZERO and r["owner_id"] == owner_id) + len(open_orders)
+        held = sum(1 for r in rows if r["owner_id"] == owner_id and r["quantity"] != ZERO)
+        return held + sum(1 for o in open_orders if o["owner_id"] == owner_id)
 
     async def execution_stats(
         self, *, owner_id: uuid.UUID, portfolio_id: uuid.UUID | None, period: str
