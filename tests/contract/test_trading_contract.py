@@ -139,6 +139,9 @@ async def test_a_market_order_fills_and_books_position_account_and_stats(
 
     [pos] = await me.t.positions(owner_id=me.owner, portfolio_id=pid)
     assert (pos.symbol, pos.side, pos.quantity, pos.average_price) == ("AAPL", "long", 10, price)
+    assert await me.t.position(owner_id=me.owner, position_id=pos.position_id) == pos
+    with pytest.raises(NotFound):
+        await me.t.position(owner_id=me.owner, position_id=uuid.uuid4())
     account = await me.t.account(owner_id=me.owner, portfolio_id=pid)
     assert account.portfolio_id == pid and account.currency == "USD" and not account.halted
     assert account.cash == Decimal(100000) - 10 * price - fees

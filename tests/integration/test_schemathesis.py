@@ -99,6 +99,9 @@ CONTENT_CHECKED = [
     "POST /api/v1/trading/positions/{position_id}/close",
     "POST /api/v1/risk/pre-trade-check",
     "PUT /api/v1/risk/limits/{portfolio_id}",
+    # risk figures: the benchmark must have stored prices in common with the holdings
+    "GET /api/v1/risk/portfolio/{portfolio_id}",
+    "GET /api/v1/risk/position/{position_id}",
     # connections: the venue name and the key are checked at the venue; deployments: symbols,
     # intervals and parameter values are checked against the strategy and the stored bars
     "POST /api/v1/trading/connections",

@@ -13,10 +13,13 @@ from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from algotrendy.core.errors import ConfigurationError
-from algotrendy.core.market import Bars, BarStore, BarUpdate, SeriesInfo, Timeframe
+from algotrendy.core.market import F64, I64, Bars, BarStore, BarUpdate, SeriesInfo, Timeframe
 from algotrendy.core.venue import Quote, Venue
 from algotrendy.db.outbox import Outbox
+from algotrendy.engine.metrics import NS_PER_DAY
 from algotrendy.services.trading.venues import Credentials
 
 if TYPE_CHECKING:
@@ -118,6 +121,38 @@ class StoreBars:
             await feed.close()
 
 
+class StoreCloses:
+    """``PriceHistory`` over the bar store: a symbol's daily series when one is stored, else the
+    last close of each UTC day of its coarsest intraday series (crypto ships hourly and minute
+    bars). Days are keyed by their UTC midnight, so daily stock bars and crypto days align."""
+
+    def __init__(self, store: BarStore) -> None:
+        self._store = store
+
+    async def daily_closes(
+        self, symbol: str, *, days: int, until_ns: int | None = None
+    ) -> tuple[I64, F64] | None:
+        infos = [i for i in await self._store.series(symbol=symbol) if i.count > 0]
+        if not infos:
+            return None
+        daily = [i for i in infos if i.key.timeframe.seconds == 86_400]
+        intraday = [i for i in infos if i.key.timeframe.intraday]
+        if daily:
+            info, per_day = daily[0], 1
+        elif intraday:
+            info = max(intraday, key=lambda i: i.key.timeframe.seconds)
+            per_day = 86_400 // info.key.timeframe.seconds
+        else:
+            return None
+        end = None if until_ns is None else (until_ns // NS_PER_DAY + 1) * NS_PER_DAY
+        bars = await self._store.read(info.key, end=end, limit=(days + 2) * per_day)
+        if len(bars) == 0:
+            return None
+        day = bars.ts // NS_PER_DAY
+        last = np.flatnonzero(np.diff(day, append=day[-1] + 1))  # the last bar of each day
+        return (day[last] * NS_PER_DAY)[-days:], bars.close[last][-days:]
+
+
 def live_venue(credentials: Credentials, symbols: Sequence[str], timeout: float, poll: float) -> Venue:
     if credentials.venue == "alpaca":
         from algotrendy.adapters.brokers.alpaca_venue import AlpacaVenue
@@ -217,6 +252,7 @@ def build_trading(container: Container) -> None:
         outbox=outboxes["risk"],
         portfolios=portfolio,
         trading=lambda: services["trading"],
+        prices=StoreCloses(store),
     )
     services["portfolio"] = portfolio
     services["risk"] = risk

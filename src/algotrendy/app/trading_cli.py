@@ -21,7 +21,7 @@ T = TypeVar("T")
 
 portfolio_app = typer.Typer(help="Portfolios: create, list, show, delete.", no_args_is_help=True)
 trading_app = typer.Typer(help="Orders, positions and accounts.", no_args_is_help=True)
-risk_app = typer.Typer(help="Risk limits and the kill switch.", no_args_is_help=True)
+risk_app = typer.Typer(help="Risk limits, the kill switch and risk figures.", no_args_is_help=True)
 
 Portfolio = Annotated[str, typer.Option("--portfolio", "-P", help="Portfolio id")]
 SERVICES = ["users", "jobs", "marketdata", "portfolio", "risk", "trading"]
@@ -212,6 +212,42 @@ def risk_limits(
         return await s["risk"].put_limits(owner_id=owner, portfolio_id=pid, limits=update)
 
     _show(_run(lambda: _with(user, run)))
+
+
+@risk_app.command("portfolio")
+def risk_portfolio(
+    user: User,
+    portfolio: Portfolio,
+    confidence: Annotated[float, typer.Option(help="VaR confidence in (0, 1)")] = 0.95,
+    horizon: Annotated[int, typer.Option(help="Horizon in days")] = 1,
+    lookback: Annotated[int, typer.Option(help="Daily returns to measure on")] = 500,
+    method: Annotated[
+        str, typer.Option(help="historical, normal, cornish_fisher or monte_carlo")
+    ] = "historical",
+    benchmark: Annotated[str, typer.Option(help="Benchmark symbol for beta ('' for none)")] = "SPY",
+) -> None:
+    """VaR, expected shortfall (every method), drawdown, ratios, beta and each position's share."""
+    from algotrendy.services.risk.interface import RiskQuery
+
+    pid = _uuid(portfolio, "portfolio id")
+    query = _parsed(
+        RiskQuery,
+        {
+            "confidence": confidence,
+            "horizon_days": horizon,
+            "lookback_days": lookback,
+            "method": method,
+            "benchmark": benchmark or None,
+        },
+        "risk query",
+    )
+    _show(
+        _run(
+            lambda: _with(
+                user, lambda s, owner: s["risk"].portfolio_risk(owner_id=owner, portfolio_id=pid, query=query)
+            )
+        )
+    )
 
 
 __all__ = ["portfolio_app", "risk_app", "trading_app"]

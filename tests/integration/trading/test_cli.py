@@ -58,6 +58,16 @@ def test_portfolio_order_position_and_limits(tmp_path: Path) -> None:
     assert order["status"] == "filled" and order["filled_quantity"] == "3"
     code, out, _ = run(tmp_path, "trading", "positions", "-u", "clit", "-P", pid)
     assert out.startswith("AAPL") and " 3 " in out
+    code, out, err = run(tmp_path, "risk", "portfolio", "-u", "clit", "-P", pid, "--confidence", "0.99")
+    assert code == 0, err
+    figures = _json(out)
+    assert (
+        figures["confidence"] == 0.99
+        and figures["var"] > 0
+        and [p["symbol"] for p in figures["positions"]] == ["AAPL"]
+    )
+    code, _, err = run(tmp_path, "risk", "portfolio", "-u", "clit", "-P", pid, "--confidence", "2")
+    assert code == 2 and "confidence" in err
     code, out, _ = run(tmp_path, "risk", "limits", "-u", "clit", "-P", pid, "--set", "trading_state=HALTED")
     assert code == 0 and _json(out)["trading_state"] == "HALTED"
     code, out, _ = run(

@@ -1,4 +1,5 @@
-"""Risk API: limits and the kill switch of each portfolio, and the pre-trade check.
+"""Risk API: limits and the kill switch of each portfolio, the pre-trade check, and the risk
+figures of a portfolio and of a position (VaR, expected shortfall, drawdown, ratios, beta).
 
 The check itself is ``engine.risk.pre_trade_check``; it runs in-process on the trading
 service's order path (ARCHITECTURE rule 5) with the limits this service keeps. A limit left
@@ -10,11 +11,12 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, ClassVar, Protocol
+from typing import Annotated, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from algotrendy.core.events import Event
+from algotrendy.core.market import F64, I64
 from algotrendy.engine.risk import RiskLimits, TradingState
 from algotrendy.services.trading.interface import Dec, OrderBody, OrderCreate, RiskCheckRead
 
@@ -83,6 +85,91 @@ class RiskLimitsChanged(Event):
     trading_state: str
 
 
+VarMethodName = Literal["historical", "normal", "cornish_fisher", "monte_carlo"]
+
+
+class RiskQuery(BaseModel):
+    """How to measure: ``confidence`` in (0, 1), ``horizon_days`` ahead, from the last
+    ``lookback_days`` daily returns of what is held now; ``benchmark`` for beta and correlation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    confidence: float = Field(default=0.95, gt=0, lt=1)
+    horizon_days: int = Field(default=1, ge=1, le=250)
+    lookback_days: int = Field(default=500, ge=30, le=5000)
+    method: VarMethodName = "historical"
+    benchmark: SymbolKey | None = "SPY"
+    paths: int = Field(default=100_000, ge=1000, le=1_000_000, description="Monte Carlo paths")
+    seed: int = Field(default=0, ge=0, le=2**32 - 1, description="Monte Carlo seed")
+
+
+class VarFigures(BaseModel):
+    var: float = Field(description="Loss exceeded with probability 1 - confidence, fraction of equity")
+    expected_shortfall: float = Field(description="Mean loss beyond the VaR, fraction of equity")
+
+
+class PositionRisk(BaseModel):
+    position_id: uuid.UUID
+    symbol: str
+    market_value: Dec | None
+    weight: float = Field(description="Market value over the portfolio's equity (negative: short)")
+    volatility: float | None = Field(description="Annualized volatility of the symbol's returns")
+    beta: float | None
+    var: float | None = Field(description="The position alone, fraction of its own value (chosen method)")
+    marginal_var: float | None = Field(description="d(portfolio VaR)/d(weight), parametric normal")
+    component_var: float | None = Field(description="Its share of the portfolio's parametric VaR")
+    component_var_pct: float | None
+
+
+class PortfolioRiskRead(BaseModel):
+    """Ex-ante risk of the current holdings: each held symbol's last ``observations`` daily
+    returns, weighted as held now (cash does not move)."""
+
+    portfolio_id: uuid.UUID
+    as_of: datetime
+    currency: str
+    equity: Dec
+    confidence: float
+    horizon_days: int
+    method: VarMethodName
+    observations: int
+    var: float
+    expected_shortfall: float
+    var_amount: Dec = Field(description="VaR in the account currency")
+    expected_shortfall_amount: Dec
+    var_95: float = Field(description="1-day 95% historical VaR (the spec's headline figure)")
+    methods: dict[VarMethodName, VarFigures]
+    parametric_var: float = Field(description="Normal VaR, the sum of the positions' component VaR")
+    volatility: float | None
+    max_drawdown: float | None
+    sharpe_ratio: float | None
+    sortino_ratio: float | None
+    benchmark: str | None
+    beta: float | None
+    correlation: float | None
+    positions: list[PositionRisk]
+    unmodelled: list[str] = Field(description="Held symbols without enough price history (left out)")
+    data_until: datetime | None = Field(
+        description="The last day of prices all modelled symbols have: the figures' date (shows stale data)"
+    )
+
+
+class PositionRiskRead(BaseModel):
+    portfolio: PortfolioRiskRead
+    position: PositionRisk
+
+
+class PriceHistory(Protocol):
+    """Daily closes of a symbol (the app reads them from the bar store)."""
+
+    async def daily_closes(
+        self, symbol: str, *, days: int, until_ns: int | None = None
+    ) -> tuple[I64, F64] | None:
+        """The last ``days`` daily closes up to the UTC day of ``until_ns`` (default: the latest),
+        each keyed by its day's UTC midnight (``None``: no data for the symbol)."""
+        ...
+
+
 class RiskApi(Protocol):
     async def get_limits(self, *, owner_id: uuid.UUID, portfolio_id: uuid.UUID) -> RiskLimitsRead: ...
 
@@ -95,3 +182,11 @@ class RiskApi(Protocol):
         ...
 
     async def pre_trade_check(self, *, owner_id: uuid.UUID, request: OrderCreate) -> RiskCheckRead: ...
+
+    async def portfolio_risk(
+        self, *, owner_id: uuid.UUID, portfolio_id: uuid.UUID, query: RiskQuery
+    ) -> PortfolioRiskRead: ...
+
+    async def position_risk(
+        self, *, owner_id: uuid.UUID, position_id: uuid.UUID, query: RiskQuery
+    ) -> PositionRiskRead: ...

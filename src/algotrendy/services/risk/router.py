@@ -1,17 +1,25 @@
-"""HTTP front door of the risk service: ``/api/v1/risk``. Reading limits needs
-``read_portfolio``; changing them (and the kill switch) ``manage_risk``."""
+"""HTTP front door of the risk service: ``/api/v1/risk``. Reading limits and risk figures needs
+``read_portfolio``; changing limits (and the kill switch) ``manage_risk``."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from algotrendy.core.auth import Permission, Principal
 from algotrendy.gateway.auth import require
 from algotrendy.gateway.problems import PROBLEM_RESPONSES
-from algotrendy.services.risk.interface import PreTradeCheckRequest, RiskApi, RiskLimitsRead, RiskLimitsUpdate
+from algotrendy.services.risk.interface import (
+    PortfolioRiskRead,
+    PositionRiskRead,
+    PreTradeCheckRequest,
+    RiskApi,
+    RiskLimitsRead,
+    RiskLimitsUpdate,
+    RiskQuery,
+)
 from algotrendy.services.trading.interface import OrderCreate, RiskCheckRead
 
 
@@ -46,3 +54,22 @@ async def pre_trade_check(body: PreTradeCheckRequest, user: Reader, risk: Risk) 
     """Run the order path's checks on an order without placing it."""
     order = OrderCreate.model_validate({**body.order.model_dump(), "portfolio_id": body.portfolio_id})
     return await risk.pre_trade_check(owner_id=user.user_id, request=order)
+
+
+Measure = Annotated[RiskQuery, Query()]
+
+
+@router.get("/portfolio/{portfolio_id:uuid}")
+async def portfolio_risk(
+    portfolio_id: uuid.UUID, user: Reader, risk: Risk, query: Measure
+) -> PortfolioRiskRead:
+    """VaR and expected shortfall (historical, normal, Cornish-Fisher, Monte Carlo), drawdown,
+    Sharpe, Sortino, volatility, beta and correlation to ``benchmark``, and each position's
+    marginal and component VaR, for the holdings as they are now."""
+    return await risk.portfolio_risk(owner_id=user.user_id, portfolio_id=portfolio_id, query=query)
+
+
+@router.get("/position/{position_id:uuid}")
+async def position_risk(position_id: uuid.UUID, user: Reader, risk: Risk, query: Measure) -> PositionRiskRead:
+    """One position's risk: alone (its own VaR, volatility, beta) and within its portfolio."""
+    return await risk.position_risk(owner_id=user.user_id, position_id=position_id, query=query)

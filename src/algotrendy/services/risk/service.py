@@ -1,4 +1,5 @@
-"""Risk use cases: limits and kill switch per portfolio, and the pre-trade check endpoint.
+"""Risk use cases: limits and kill switch per portfolio, the pre-trade check endpoint, and the
+risk figures of a portfolio's holdings (``analytics``).
 
 Limits are read on every order, so they are cached in process; a change here clears the cache
 (all-in-one) and publishes ``risk.limits.updated`` (other processes drop their copy on it).
@@ -14,10 +15,20 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from algotrendy.core.clock import Clock
+from algotrendy.core.errors import Conflict
 from algotrendy.db.outbox import Outbox
 from algotrendy.engine.risk import TradingState
 from algotrendy.services.portfolio.interface import PortfolioApi
-from algotrendy.services.risk.interface import RiskLimitsChanged, RiskLimitsRead, RiskLimitsUpdate
+from algotrendy.services.risk import analytics
+from algotrendy.services.risk.interface import (
+    PortfolioRiskRead,
+    PositionRiskRead,
+    PriceHistory,
+    RiskLimitsChanged,
+    RiskLimitsRead,
+    RiskLimitsUpdate,
+    RiskQuery,
+)
 from algotrendy.services.risk.store import limits as limits_table
 from algotrendy.services.trading.interface import OrderCreate, RiskCheckRead, TradingApi
 
@@ -66,7 +77,9 @@ class RiskService:
         outbox: Outbox,
         portfolios: PortfolioApi,
         trading: Callable[[], TradingApi],
+        prices: PriceHistory,
     ) -> None:
+        self._prices = prices
         self._sessions = sessions
         self._clock = clock
         self._outbox = outbox
@@ -131,3 +144,33 @@ class RiskService:
 
     async def pre_trade_check(self, *, owner_id: uuid.UUID, request: OrderCreate) -> RiskCheckRead:
         return await self._trading().pre_trade_check(owner_id=owner_id, request=request)
+
+    async def portfolio_risk(
+        self, *, owner_id: uuid.UUID, portfolio_id: uuid.UUID, query: RiskQuery
+    ) -> PortfolioRiskRead:
+        trading = self._trading()
+        account = await trading.account(owner_id=owner_id, portfolio_id=portfolio_id)  # 404 unless yours
+        positions = await trading.positions(owner_id=owner_id, portfolio_id=portfolio_id)
+        held = sorted({p.symbol for p in positions if p.quantity != 0})
+        data, unmodelled = await analytics.gather(self._prices, held, query)
+        return analytics.portfolio_risk(
+            portfolio_id=portfolio_id,
+            account=account,
+            positions=positions,
+            data=data,
+            unmodelled=unmodelled,
+            query=query,
+            clock=self._clock,
+        )
+
+    async def position_risk(
+        self, *, owner_id: uuid.UUID, position_id: uuid.UUID, query: RiskQuery
+    ) -> PositionRiskRead:
+        position = await self._trading().position(owner_id=owner_id, position_id=position_id)
+        if position.quantity == 0:
+            raise Conflict(f"position {position_id} is flat: it carries no risk", code="position_flat")
+        portfolio = await self.portfolio_risk(
+            owner_id=owner_id, portfolio_id=position.portfolio_id, query=query
+        )
+        [mine] = [p for p in portfolio.positions if p.position_id == position_id]
+        return PositionRiskRead(portfolio=portfolio, position=mine)

@@ -63,6 +63,7 @@ _ORDER = TypeAdapter(OrderRead)
 _PAGE = TypeAdapter(OrderPage)
 _FILLS = TypeAdapter(list[FillRead])
 _POSITIONS = TypeAdapter(list[PositionRead])
+_POSITION = TypeAdapter(PositionRead)
 _ACCOUNT = TypeAdapter(AccountRead)
 _STATS = TypeAdapter(ExecutionStats)
 _CHECK = TypeAdapter(RiskCheckRead)
@@ -190,6 +191,10 @@ class TradingClient(RemoteApi):
     async def positions(self, *, owner_id: uuid.UUID, portfolio_id: uuid.UUID) -> list[PositionRead]:
         self._own(owner_id)
         return self._parse(await self._send("GET", f"{PREFIX}/positions/{portfolio_id}"), _POSITIONS)
+
+    async def position(self, *, owner_id: uuid.UUID, position_id: uuid.UUID) -> PositionRead:
+        self._own(owner_id)
+        return self._parse(await self._send("GET", f"{PREFIX}/position/{position_id}"), _POSITION)
 
     async def close_position(
         self, *, owner_id: uuid.UUID, position_id: uuid.UUID, request: PositionClose

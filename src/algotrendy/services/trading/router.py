@@ -150,6 +150,12 @@ async def positions(portfolio_id: uuid.UUID, user: Reader, trading: Trading) -> 
     return await trading.positions(owner_id=user.user_id, portfolio_id=portfolio_id)
 
 
+@router.get("/position/{position_id:uuid}")
+async def position(position_id: uuid.UUID, user: Reader, trading: Trading) -> PositionRead:
+    """One position by its id (flat ones included: their realized P&L and fees stay)."""
+    return await trading.position(owner_id=user.user_id, position_id=position_id)
+
+
 @router.post("/positions/{position_id:uuid}/close", status_code=201)
 async def close_position(
     position_id: uuid.UUID, user: Trader, trading: Trading, body: PositionClose | None = None

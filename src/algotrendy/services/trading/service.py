@@ -546,13 +546,20 @@ class TradingService:
             rows = await store.position_rows(session, portfolio_id)
         return [await reads.position(r, self._quotes) for r in rows if r["quantity"] != ZERO]
 
-    async def close_position(
-        self, *, owner_id: uuid.UUID, position_id: uuid.UUID, request: PositionClose
-    ) -> OrderRead:
+    async def _owned_position(self, owner_id: uuid.UUID, position_id: uuid.UUID) -> dict[str, Any]:
         async with self._sessions() as session:
             row = await store.position_by_id(session, position_id)
         if row is None or row["owner_id"] != owner_id:
             raise NotFound(f"position {position_id} not found")
+        return row
+
+    async def position(self, *, owner_id: uuid.UUID, position_id: uuid.UUID) -> PositionRead:
+        return await reads.position(await self._owned_position(owner_id, position_id), self._quotes)
+
+    async def close_position(
+        self, *, owner_id: uuid.UUID, position_id: uuid.UUID, request: PositionClose
+    ) -> OrderRead:
+        row = await self._owned_position(owner_id, position_id)
         held: Decimal = row["quantity"]
         if held == ZERO:
             raise Conflict(f"position {position_id} is already flat", code="position_flat")
