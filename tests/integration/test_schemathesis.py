@@ -102,6 +102,7 @@ CONTENT_CHECKED = [
     # risk figures: the benchmark must have stored prices in common with the holdings
     "GET /api/v1/risk/portfolio/{portfolio_id}",
     "GET /api/v1/risk/position/{position_id}",
+    "POST /api/v1/risk/stress-test",  # a scenario needs one kind; windows must be ordered
     # connections: the venue name and the key are checked at the venue; deployments: symbols,
     # intervals and parameter values are checked against the strategy and the stored bars
     "POST /api/v1/trading/connections",

@@ -250,4 +250,36 @@ def risk_portfolio(
     )
 
 
+@risk_app.command("stress")
+def risk_stress(
+    user: User,
+    portfolio: Portfolio,
+    market: Annotated[list[float] | None, typer.Option(help="A market move, e.g. -0.2 (repeatable)")] = None,
+    volatility: Annotated[
+        list[float] | None, typer.Option(help="A volatility multiplier (repeatable)")
+    ] = None,
+    historical: Annotated[
+        list[str] | None,
+        typer.Option(help="financial_crisis_2008, covid_crash_2020 or crypto_drawdown_2022 (repeatable)"),
+    ] = None,
+    shock: Annotated[list[str] | None, typer.Option(help="SYMBOL=RETURN, together one scenario")] = None,
+) -> None:
+    """Run stress scenarios on the holdings: P&L per position and in total for each."""
+    from algotrendy.services.risk.interface import StressTestRequest
+
+    pid = _uuid(portfolio, "portfolio id")
+    scenarios: list[dict[str, Any]] = [{"name": f"market {m:+g}", "returns": m} for m in market or []]
+    scenarios += [{"name": f"volatility x{v:g}", "volatility_multiplier": v} for v in volatility or []]
+    scenarios += [{"name": h, "historical": h} for h in historical or []]
+    if shock:
+        pairs = [item.partition("=") for item in shock]
+        if any(not sep for _, sep, _ in pairs):
+            _fail("invalid --shock: SYMBOL=RETURN, e.g. AAPL=-0.3")
+        scenarios.append({"name": "shocks", "shocks": {k: v for k, _, v in pairs}})
+    if not scenarios:
+        _fail("give at least one of --market, --volatility, --historical, --shock")
+    request = _parsed(StressTestRequest, {"portfolio_id": str(pid), "scenarios": scenarios}, "stress test")
+    _show(_run(lambda: _with(user, lambda s, owner: s["risk"].stress_test(owner_id=owner, request=request))))
+
+
 __all__ = ["portfolio_app", "risk_app", "trading_app"]

@@ -68,6 +68,15 @@ def test_portfolio_order_position_and_limits(tmp_path: Path) -> None:
     )
     code, _, err = run(tmp_path, "risk", "portfolio", "-u", "clit", "-P", pid, "--confidence", "2")
     assert code == 2 and "confidence" in err
+    code, out, err = run(
+        tmp_path, "risk", "stress", "-u", "clit", "-P", pid, "--market", "-0.2", "--shock", "AAPL=-0.5"
+    )
+    assert code == 0, err
+    stressed = _json(out)
+    assert [s["name"] for s in stressed["scenarios"]] == ["market -0.2", "shocks"]
+    assert stressed["worst"] == "shocks" and stressed["scenarios"][1]["positions"][0]["shock"] == -0.5
+    code, _, err = run(tmp_path, "risk", "stress", "-u", "clit", "-P", pid, "--historical", "dotcom")
+    assert code == 2 and "historical" in err
     code, out, _ = run(tmp_path, "risk", "limits", "-u", "clit", "-P", pid, "--set", "trading_state=HALTED")
     assert code == 0 and _json(out)["trading_state"] == "HALTED"
     code, out, _ = run(

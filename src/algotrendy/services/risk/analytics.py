@@ -130,15 +130,15 @@ def _num(x: float) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
-def _beta(r: F64, rb: F64 | None) -> tuple[float | None, float | None]:
+def beta(r: F64, rb: F64 | None) -> tuple[float | None, float | None]:
     """OLS beta (population moments, as ``engine.metrics``) and Pearson correlation."""
     if rb is None or len(r) < 2:
         return None, None
     var_b = float(np.var(rb))
-    beta = float(np.mean((r - r.mean()) * (rb - rb.mean())) / var_b) if var_b > 0 else None
+    slope = float(np.mean((r - r.mean()) * (rb - rb.mean())) / var_b) if var_b > 0 else None
     sd = float(np.std(r)) * math.sqrt(var_b)
     corr = float(np.mean((r - r.mean()) * (rb - rb.mean())) / sd) if sd > 0 else None
-    return beta, corr
+    return slope, corr
 
 
 def _figures(returns: F64, weights: F64, query: RiskQuery, method: VarMethodName) -> V.VarResult:
@@ -178,7 +178,7 @@ def portfolio_risk(
         zero = VarFigures(var=0.0, expected_shortfall=0.0)
         methods = {m.value: zero for m in V.VarMethod}
         chosen, var95, parametric = zero, 0.0, 0.0
-        vol = mdd = sharpe = sortino = beta = corr = None
+        vol = mdd = sharpe = sortino = port_beta = corr = None
         per_position = [
             _position_row(p, float(p.market_value or 0) / float(equity) if equity > 0 else 0.0)
             for p in held.values()
@@ -200,12 +200,12 @@ def portfolio_risk(
         mdd = _num(metrics.max_drawdown_from_equity(curve))
         sharpe = _num(metrics.sharpe_from_equity(curve, ppy))
         sortino = _num(metrics.sortino_from_equity(curve, ppy))
-        beta, corr = _beta(rp, data.benchmark)
+        port_beta, corr = beta(rp, data.benchmark)
         for i, symbol in enumerate(data.symbols):
             column = data.returns[:, i]
             side = np.array([1.0 if weights[i] >= 0 else -1.0])  # a short loses when the price rises
             alone = _figures(column, side, query, query.method)
-            b, _ = _beta(column, data.benchmark)
+            b, _ = beta(column, data.benchmark)
             per_position.append(
                 _position_row(
                     held[symbol],
@@ -245,7 +245,7 @@ def portfolio_risk(
         sharpe_ratio=sharpe,
         sortino_ratio=sortino,
         benchmark=query.benchmark,
-        beta=beta,
+        beta=port_beta,
         correlation=corr,
         positions=sorted(per_position, key=lambda p: p.symbol),
         unmodelled=unmodelled,

@@ -159,6 +159,79 @@ class PositionRiskRead(BaseModel):
     position: PositionRisk
 
 
+HISTORICAL_SCENARIOS: dict[str, tuple[str, str, str]] = {
+    "financial_crisis_2008": ("2008-09-12", "2009-03-09", "Lehman's collapse to the March 2009 low"),
+    "covid_crash_2020": ("2020-02-19", "2020-03-23", "the February 2020 high to the March 2020 low"),
+    "crypto_drawdown_2022": ("2021-11-08", "2022-11-21", "the November 2021 crypto high to the FTX low"),
+}
+"""Named historical windows (first and last day, UTC): each position moves as its own closes did."""
+
+Shock = Annotated[float, Field(gt=-1, le=10, allow_inf_nan=False)]
+IsoDay = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+
+
+class StressScenario(BaseModel):
+    """One scenario: a market move (``returns``, scaled by each position's beta to the
+    benchmark unless ``use_beta`` is false), a ``volatility_multiplier``, per-symbol ``shocks``
+    (they win over the market move for their symbols), or a historical window (``historical``
+    by name, or ``start``/``end``). Several kinds in one scenario add up per position, except
+    the volatility multiplier, which stresses VaR rather than moving prices."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=80)]
+    returns: Shock | None = Field(default=None, description="Market (benchmark) return, e.g. -0.2")
+    use_beta: bool = True
+    volatility_multiplier: float | None = Field(default=None, gt=0, le=20, allow_inf_nan=False)
+    shocks: dict[SymbolKey, Shock] = Field(default_factory=dict, max_length=500)
+    historical: Literal["financial_crisis_2008", "covid_crash_2020", "crypto_drawdown_2022"] | None = None
+    start: IsoDay | None = None
+    end: IsoDay | None = None
+
+
+class StressTestRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    portfolio_id: uuid.UUID
+    scenarios: list[StressScenario] = Field(min_length=1, max_length=50)
+    confidence: float = Field(default=0.99, gt=0, lt=1, description="For volatility scenarios")
+    lookback_days: int = Field(default=500, ge=30, le=5000, description="For betas and volatilities")
+    benchmark: SymbolKey | None = "SPY"
+
+
+class StressedPosition(BaseModel):
+    position_id: uuid.UUID
+    symbol: str
+    market_value: Dec | None
+    shock: float | None = Field(description="The return applied (None: no data covers the window)")
+    pnl: Dec | None
+    how: Literal["shock", "beta", "market", "history", "proxy", "none"]
+
+
+class ScenarioResult(BaseModel):
+    name: str
+    pnl: Dec = Field(description="Profit (negative: loss) in the account currency")
+    return_: float = Field(alias="return", description="P&L over equity")
+    positions: list[StressedPosition]
+    window: tuple[datetime, datetime] | None = None
+    stressed_var: float | None = Field(default=None, description="Normal VaR with volatility multiplied")
+    stressed_expected_shortfall: float | None = None
+    base_var: float | None = None
+    uncovered: list[str] = Field(default_factory=list)
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class StressTestRead(BaseModel):
+    portfolio_id: uuid.UUID
+    as_of: datetime
+    currency: str
+    equity: Dec
+    benchmark: str | None
+    scenarios: list[ScenarioResult]
+    worst: str = Field(description="The scenario with the largest loss")
+
+
 class PriceHistory(Protocol):
     """Daily closes of a symbol (the app reads them from the bar store)."""
 
@@ -190,3 +263,5 @@ class RiskApi(Protocol):
     async def position_risk(
         self, *, owner_id: uuid.UUID, position_id: uuid.UUID, query: RiskQuery
     ) -> PositionRiskRead: ...
+
+    async def stress_test(self, *, owner_id: uuid.UUID, request: StressTestRequest) -> StressTestRead: ...

@@ -19,6 +19,8 @@ from algotrendy.services.risk.interface import (
     RiskLimitsRead,
     RiskLimitsUpdate,
     RiskQuery,
+    StressTestRead,
+    StressTestRequest,
 )
 from algotrendy.services.trading.interface import OrderCreate, RiskCheckRead
 
@@ -73,3 +75,11 @@ async def portfolio_risk(
 async def position_risk(position_id: uuid.UUID, user: Reader, risk: Risk, query: Measure) -> PositionRiskRead:
     """One position's risk: alone (its own VaR, volatility, beta) and within its portfolio."""
     return await risk.position_risk(owner_id=user.user_id, position_id=position_id, query=query)
+
+
+@router.post("/stress-test")
+async def stress_test(body: StressTestRequest, user: Reader, risk: Risk) -> StressTestRead:
+    """What each scenario would do to the holdings now: a market move (by beta), per-symbol
+    shocks, a historical window replayed from stored prices (2008, 2020, 2022 or any dates), or
+    a volatility multiplier (stressed VaR); the result per position and in total."""
+    return await risk.stress_test(owner_id=user.user_id, request=body)

@@ -19,7 +19,7 @@ from algotrendy.core.errors import Conflict
 from algotrendy.db.outbox import Outbox
 from algotrendy.engine.risk import TradingState
 from algotrendy.services.portfolio.interface import PortfolioApi
-from algotrendy.services.risk import analytics
+from algotrendy.services.risk import analytics, stress
 from algotrendy.services.risk.interface import (
     PortfolioRiskRead,
     PositionRiskRead,
@@ -28,6 +28,8 @@ from algotrendy.services.risk.interface import (
     RiskLimitsRead,
     RiskLimitsUpdate,
     RiskQuery,
+    StressTestRead,
+    StressTestRequest,
 )
 from algotrendy.services.risk.store import limits as limits_table
 from algotrendy.services.trading.interface import OrderCreate, RiskCheckRead, TradingApi
@@ -174,3 +176,21 @@ class RiskService:
         )
         [mine] = [p for p in portfolio.positions if p.position_id == position_id]
         return PositionRiskRead(portfolio=portfolio, position=mine)
+
+    async def stress_test(self, *, owner_id: uuid.UUID, request: StressTestRequest) -> StressTestRead:
+        trading = self._trading()
+        pid = request.portfolio_id
+        account = await trading.account(owner_id=owner_id, portfolio_id=pid)  # 404 unless yours
+        positions = await trading.positions(owner_id=owner_id, portfolio_id=pid)
+        results = await stress.run(
+            prices=self._prices, request=request, equity=account.equity, positions=positions
+        )
+        return StressTestRead(
+            portfolio_id=pid,
+            as_of=self._clock.now(),
+            currency=account.currency,
+            equity=account.equity,
+            benchmark=request.benchmark,
+            scenarios=results,
+            worst=min(results, key=lambda r: r.pnl).name,
+        )
