@@ -113,8 +113,9 @@ class RemoteApi:
         params: dict[str, Any] | None = None,
         auth: bool = True,
         user_agent: str | None = None,
+        extra_headers: dict[str, str] | None = None,
     ) -> httpx.Response:
-        headers: dict[str, str] = {}
+        headers: dict[str, str] = dict(extra_headers or {})
         if auth and self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         if user_agent is not None:

@@ -19,12 +19,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from pydantic import TypeAdapter
 
-from algotrendy.core.errors import Invalid, TemporaryError
+from algotrendy.core.errors import Invalid
 from algotrendy.engine.orders import OrderSide, OrderStatus
-from algotrendy.gateway.remote import RemoteApi, error_from_response
+from algotrendy.gateway.remote import RemoteApi
 from algotrendy.services.trading.interface import (
     AccountRead,
     AccountView,
@@ -82,23 +81,6 @@ class TradingClient(RemoteApi):
     def with_token(self, token: str) -> TradingClient:
         return TradingClient(self._http, token=token)
 
-    async def _send_with(
-        self, method: str, path: str, *, json: Any = None, headers: dict[str, str]
-    ) -> httpx.Response:
-        """``_send`` with extra request headers (``Idempotency-Key``), the same error mapping."""
-        sent = dict(headers)
-        if self._token:
-            sent["Authorization"] = f"Bearer {self._token}"
-        try:
-            response = await self._http.request(method, path, json=json, headers=sent)
-        except httpx.TransportError as exc:
-            raise TemporaryError(
-                f"{self.service} service unreachable ({type(exc).__name__})", code="upstream_unavailable"
-            ) from None
-        if response.is_success:
-            return response
-        raise error_from_response(response)
-
     # ---- orders ------------------------------------------------------------------------------
 
     async def submit_order(
@@ -118,11 +100,11 @@ class TradingClient(RemoteApi):
                     "strategy deployments place orders only inside the trading service", field=field
                 )
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else {}
-        response = await self._send_with(
+        response = await self._send(
             "POST",
             f"{PREFIX}/orders",
             json=request.model_dump(mode="json", exclude_none=True),
-            headers=headers,
+            extra_headers=headers,
         )
         replayed = response.headers.get("Idempotent-Replayed", "").lower() == "true"
         return self._parse(response, _ORDER), response.status_code == 201 and not replayed
