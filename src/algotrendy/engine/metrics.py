@@ -428,14 +428,24 @@ def max_drawdown_from_equity(equity: F64, *, initial_capital: float | None = Non
 # --------------------------------------------------------------------------- the full report
 
 
-def _alpha_beta(r: F64, rb: F64, ppy: float, rf_bar: float) -> tuple[float | None, float | None]:
+def beta_correlation(r: F64, rb: F64) -> tuple[float | None, float | None]:
+    """OLS beta of ``r`` on ``rb`` (population moments) and their Pearson correlation (``None``
+    where undefined: fewer than two returns, or no variance)."""
     if len(r) < 2:
         return None, None
     x = rb - float(np.mean(rb))
     var = float(np.mean(x * x))
     if var < 1e-30:
         return None, None
-    beta = float(np.mean(x * r)) / var
+    cov = float(np.mean(x * r))
+    spread = float(np.std(r)) * math.sqrt(var)
+    return cov / var, (cov / spread if spread > 0 else None)
+
+
+def _alpha_beta(r: F64, rb: F64, ppy: float, rf_bar: float) -> tuple[float | None, float | None]:
+    beta, _ = beta_correlation(r, rb)
+    if beta is None:
+        return None, None
     excess = (r - rf_bar) - beta * (rb - rf_bar)
     with np.errstate(over="ignore", invalid="ignore"):
         alpha = float((1.0 + float(np.mean(excess))) ** ppy - 1.0)

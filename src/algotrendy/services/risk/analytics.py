@@ -131,14 +131,8 @@ def _num(x: float) -> float | None:
 
 
 def beta(r: F64, rb: F64 | None) -> tuple[float | None, float | None]:
-    """OLS beta (population moments, as ``engine.metrics``) and Pearson correlation."""
-    if rb is None or len(r) < 2:
-        return None, None
-    var_b = float(np.var(rb))
-    slope = float(np.mean((r - r.mean()) * (rb - rb.mean())) / var_b) if var_b > 0 else None
-    sd = float(np.std(r)) * math.sqrt(var_b)
-    corr = float(np.mean((r - r.mean()) * (rb - rb.mean())) / sd) if sd > 0 else None
-    return slope, corr
+    """Beta and correlation to the benchmark (``engine.metrics``), none without one."""
+    return (None, None) if rb is None else metrics.beta_correlation(r, rb)
 
 
 def _figures(returns: F64, weights: F64, query: RiskQuery, method: VarMethodName) -> V.VarResult:
