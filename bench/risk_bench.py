@@ -3,7 +3,9 @@
 1. historical + parametric (normal and Cornish-Fisher) VaR and ES of a 500-asset portfolio over
    1,000 days of returns, 99%, 1 and 10 days: target <= 50 ms for the set;
 2. Monte Carlo VaR + ES of that portfolio with 100,000 paths: target <= 1 s;
-3. marginal and component VaR of the 500 positions.
+3. marginal and component VaR of the 500 positions;
+4. the risk monitor's work on one price update of a 50-position portfolio (reprice, equity, VaR,
+   drawdown, concentration, daily loss, compare with four limits): target <= 1 ms.
 
 The returns are synthetic (a one-factor model with fat-tailed noise, seeded): the figures depend
 on the shape of the problem, not on the values.
@@ -20,6 +22,8 @@ import time
 import numpy as np
 
 from algotrendy.engine import var as V
+from algotrendy.services.risk.exposure import Exposure, breaches
+from algotrendy.services.risk.interface import RiskLimitsRead
 
 
 def problem(days: int = 1000, assets: int = 500) -> tuple[np.ndarray, np.ndarray]:
@@ -59,6 +63,58 @@ def main() -> None:
     print(f"Monte Carlo, 100k paths: {mc:.0f} ms")
     contrib = timed(lambda: V.var_contributions(r, w, confidence=0.99), args.runs)
     print(f"marginal + component VaR, 500 positions: {contrib:.1f} ms")
+    tick_p50, tick_p99 = monitor_tick()
+    print(f"monitor, one price update, 50 positions: p50 {tick_p50:.1f} us, p99 {tick_p99:.1f} us")
+
+
+def monitor_tick(ticks: int = 20_000) -> tuple[float, float]:
+    import uuid
+
+    r, _ = problem(days=250, assets=50)
+    rng = np.random.default_rng(7)
+    symbols = [f"S{i}" for i in range(50)]
+    qty = rng.uniform(10, 100, 50)
+    px = rng.uniform(20, 200, 50)
+    exposure = Exposure(
+        portfolio_id=uuid.uuid4(),
+        owner_id=uuid.uuid4(),
+        symbols=symbols,
+        quantities=qty,
+        prices=px.copy(),
+        other=100_000.0,
+        day_start=float(qty @ px) + 100_000.0,
+        peak=float(qty @ px) + 120_000.0,
+        modelled=np.arange(50),
+        mean=r.mean(axis=0),
+        cov=np.cov(r, rowvar=False),
+    )
+    limits = RiskLimitsRead.model_validate(
+        {
+            "portfolio_id": exposure.portfolio_id,
+            "trading_state": "ACTIVE",
+            "max_order_notional": None,
+            "max_position_quantity": None,
+            "max_position_notional": None,
+            "max_concentration": "0.9",
+            "max_leverage": None,
+            "daily_loss_limit": "1000000",
+            "max_orders_per_minute": None,
+            "symbol_quantity": {},
+            "max_var": "0.9",
+            "max_drawdown": "0.9",
+            "updated_at": None,
+        }
+    )
+    moves = px[rng.integers(0, 50, ticks)] * rng.uniform(0.98, 1.02, ticks)
+    which = [symbols[i] for i in rng.integers(0, 50, ticks)]
+    times = np.empty(ticks)
+    for i in range(ticks):
+        t = time.perf_counter_ns()
+        exposure.reprice(which[i], float(moves[i]))
+        found = breaches(exposure.figures(), limits)
+        times[i] = (time.perf_counter_ns() - t) / 1000
+        assert not found
+    return float(np.median(times[1000:])), float(np.quantile(times[1000:], 0.99))
 
 
 if __name__ == "__main__":

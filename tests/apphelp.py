@@ -14,6 +14,8 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +187,38 @@ async def running(settings: Settings, *, clock: Clock | None = None) -> AsyncIte
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield Api(app, client)
+
+
+async def record_history(
+    api: Api,
+    portfolio_id: uuid.UUID,
+    inception: datetime,
+    days: list[tuple[date, Decimal, Decimal, dict[str, Any]]],
+) -> None:
+    """Backdate a portfolio to ``inception`` and write recorded days (day, value, cash,
+    holdings) into its ``performance_metrics`` series, as the recorder would have."""
+    from sqlalchemy import insert, update
+
+    from algotrendy.services.portfolio.store import performance_metrics, portfolios
+
+    rows = [
+        {
+            "portfolio_id": portfolio_id,
+            "day": day,
+            "time": datetime(day.year, day.month, day.day, 21, tzinfo=UTC),
+            "total_value": value,
+            "cash": cash,
+            "holdings": holdings,
+            "daily_return": 0.0,
+            "cumulative_return": 0.0,
+            "sharpe_ratio": None,
+            "max_drawdown": 0.0,
+            "volatility": None,
+        }
+        for day, value, cash, holdings in days
+    ]
+    async with api.container.sessions() as session, session.begin():
+        await session.execute(
+            update(portfolios).where(portfolios.c.id == portfolio_id).values(created_at=inception)
+        )
+        await session.execute(insert(performance_metrics), rows)

@@ -109,6 +109,12 @@ CONTENT_CHECKED = [
     "POST /api/v1/strategies/{strategy_id}/deploy",
     "POST /api/v1/portfolio",
     "PUT /api/v1/portfolio/{portfolio_id}",
+    "GET /api/v1/portfolio/{portfolio_id}/performance",  # the benchmark needs overlapping prices
+    "POST /api/v1/portfolio/{portfolio_id}/rebalance",  # symbols need prices; targets sum to <= 1
+    "POST /api/v1/portfolio/allocation",  # symbols need stored prices in common
+    "GET /api/v1/portfolio/{portfolio_id}/attribution",  # benchmark weights sum to 1, prices overlap
+    # reports: the period must not be in the future or before the portfolio; a benchmark needs prices
+    "POST /api/v1/portfolio/{portfolio_id}/report",
 ]
 POSITIVE_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
 

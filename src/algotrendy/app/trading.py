@@ -8,6 +8,7 @@ path (ARCHITECTURE rule 5) and an account is opened from its portfolio, so
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
@@ -32,15 +33,27 @@ def _dec(value: float) -> Decimal:
     return Decimal(repr(float(value)))
 
 
+class _Fanout:
+    """One running feed of a symbol and the queues of everyone streaming it."""
+
+    def __init__(self) -> None:
+        self.queues: set[asyncio.Queue[BarUpdate | BaseException | None]] = set()
+        self.task: asyncio.Task[None] | None = None
+
+
 class StoreQuotes:
     """``QuoteSource`` over the bar store and the live feed: the last price is the latest update
-    of a running stream, else the close of the newest stored bar of the finest series."""
+    of a running stream, else the close of the newest stored bar of the finest series.
+
+    Streams of one symbol share one feed (the paper broker matching orders and the risk monitor
+    see the same prices in the same order); the feed stops when its last reader leaves."""
 
     def __init__(self, store: BarStore, feed_for: Any) -> None:
         self._store = store
         self._feed_for = feed_for
         self._live: dict[str, Quote] = {}
         self._cached: dict[str, tuple[float, Quote | None]] = {}
+        self._fans: dict[str, _Fanout] = {}
 
     async def _finest(self, symbol: str) -> SeriesInfo | None:
         infos = [i for i in await self._store.series(symbol=symbol) if i.count > 0]
@@ -68,20 +81,55 @@ class StoreQuotes:
         self._cached[symbol] = (now, quote)
         return quote
 
-    async def stream(self, symbol: str) -> AsyncIterator[BarUpdate]:
-        info = await self._finest(symbol)
-        if info is None:
-            return
+    async def _pump(self, symbol: str, info: SeriesInfo, fan: _Fanout) -> None:
         feed = self._feed_for(info)
+        end: BaseException | None = None
         try:
             async for update in feed.bars([info.key]):
                 self._live[symbol] = Quote(
                     symbol=symbol, ts=update.ts, price=_dec(update.close), volume=_dec(update.volume)
                 )
-                yield update
+                for queue in fan.queues:
+                    queue.put_nowait(update)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # handed to the readers, who decide whether to retry
+            end = exc
         finally:
-            self._live.pop(symbol, None)
+            if self._fans.get(symbol) is fan:
+                del self._fans[symbol]
+                self._live.pop(symbol, None)
+            for queue in fan.queues:
+                queue.put_nowait(end)
             await feed.close()
+
+    async def stream(self, symbol: str) -> AsyncIterator[BarUpdate]:
+        fan = self._fans.get(symbol)
+        if fan is None:
+            info = await self._finest(symbol)
+            if info is None:
+                return
+            fan = self._fans.get(symbol)  # another reader may have started it meanwhile
+            if fan is None:
+                fan = self._fans[symbol] = _Fanout()
+                fan.task = asyncio.create_task(self._pump(symbol, info, fan), name=f"quotes-{symbol}")
+        queue: asyncio.Queue[BarUpdate | BaseException | None] = asyncio.Queue()
+        fan.queues.add(queue)
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            fan.queues.discard(queue)
+            if not fan.queues and fan.task is not None and not fan.task.done():
+                if self._fans.get(symbol) is fan:
+                    del self._fans[symbol]
+                    self._live.pop(symbol, None)
+                fan.task.cancel()
 
 
 class StoreBars:
@@ -128,6 +176,10 @@ class StoreCloses:
 
     def __init__(self, store: BarStore) -> None:
         self._store = store
+
+    async def asset_type(self, symbol: str) -> str | None:
+        infos = [i for i in await self._store.series(symbol=symbol) if i.count > 0]
+        return str(infos[0].asset_type) if infos else None
 
     async def daily_closes(
         self, symbol: str, *, days: int, until_ns: int | None = None
@@ -196,6 +248,7 @@ def build_trading(container: Container) -> None:
         raise ConfigurationError("trading needs the marketdata service in the same process (paper prices)")
     from algotrendy.adapters.brokers.paper import PaperExchange
     from algotrendy.services.portfolio.service import PortfolioService
+    from algotrendy.services.risk.monitor import RiskMonitor
     from algotrendy.services.risk.service import RiskService
     from algotrendy.services.trading.service import TradingService
     from algotrendy.services.trading.stream import UpdateHub
@@ -225,7 +278,16 @@ def build_trading(container: Container) -> None:
         clock=container.clock,
         outbox=outboxes["portfolio"],
         trading=lambda: services.get("trading"),
+        prices=StoreCloses(store),
+        quotes=quotes,
+        jobs=services.get("jobs"),
+        mailer=container.mailer,
+        reports_dir=container.settings.data_dir / "reports",
     )
+    if "jobs.registry" in services:
+        from algotrendy.services.portfolio import jobs as portfolio_jobs
+
+        portfolio_jobs.register(services["jobs.registry"])
     venues = Venues(
         sessions=container.sessions,
         clock=container.clock,
@@ -254,8 +316,19 @@ def build_trading(container: Container) -> None:
         trading=lambda: services["trading"],
         prices=StoreCloses(store),
     )
+    monitor = RiskMonitor(
+        sessions=container.sessions,
+        clock=container.clock,
+        outbox=outboxes["risk"],
+        trading=lambda: services["trading"],
+        prices=StoreCloses(store),
+        quotes=quotes if settings.risk_stream_prices else None,
+        limits_for=lambda pid: risk.limits_for(portfolio_id=pid),
+        sweep_seconds=settings.risk_sweep_interval,
+    )
     services["portfolio"] = portfolio
     services["risk"] = risk
+    services["risk.monitor"] = monitor
     services["trading"] = trading
     services["trading.paper"] = exchange
     hub = UpdateHub()
@@ -264,7 +337,13 @@ def build_trading(container: Container) -> None:
         container.relays.append(container._relay(outbox))
     container.on_start(exchange.start)
     container.on_start(trading.start)
+    container.on_start(portfolio.start)
+    container.on_stop("portfolio", portfolio.stop)
+    container.on_start(lambda: portfolio.subscribe(container.bus))
+    container.on_stop("portfolio.reports", portfolio.unsubscribe)
     container.on_start(lambda: hub.subscribe(container.bus))
+    container.on_start(lambda: monitor.start(container.bus))
+    container.on_stop("risk.monitor", monitor.stop)
     container.on_stop("trading.updates", hub.unsubscribe)
     container.on_stop("trading", trading.stop)
     container.on_stop("trading.paper", exchange.close)

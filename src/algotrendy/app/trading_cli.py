@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -280,6 +281,196 @@ def risk_stress(
         _fail("give at least one of --market, --volatility, --historical, --shock")
     request = _parsed(StressTestRequest, {"portfolio_id": str(pid), "scenarios": scenarios}, "stress test")
     _show(_run(lambda: _with(user, lambda s, owner: s["risk"].stress_test(owner_id=owner, request=request))))
+
+
+@risk_app.command("alerts")
+def risk_alerts(
+    user: User,
+    portfolio: Portfolio,
+    status: Annotated[str, typer.Option(help="all, active, open, acknowledged or resolved")] = "active",
+    ack: Annotated[str | None, typer.Option(help="Acknowledge this alert id")] = None,
+) -> None:
+    """Limits breached as prices moved (VaR, drawdown, concentration, daily loss); ``--ack`` one."""
+    from algotrendy.services.risk.interface import AlertQuery
+
+    pid = _uuid(portfolio, "portfolio id")
+    query = _parsed(AlertQuery, {"status": status}, "alert query")
+
+    async def run(s: Any, owner: uuid.UUID) -> Any:
+        if ack is not None:
+            await s["risk"].acknowledge_alert(owner_id=owner, alert_id=_uuid(ack, "alert id"))
+        return await s["risk"].alerts(owner_id=owner, portfolio_id=pid, query=query)
+
+    for alert in _run(lambda: _with(user, run)):
+        typer.echo(f"{alert.alert_id}  {alert.created_at:%Y-%m-%d %H:%M}  {alert.status:<12} {alert.message}")
+
+
+@portfolio_app.command("performance")
+def portfolio_performance(
+    user: User,
+    portfolio: Portfolio,
+    period: Annotated[str, typer.Option(help="1m, 3m, 6m, ytd, 1y, 3y, 5y or all")] = "1y",
+    benchmark: Annotated[str | None, typer.Option(help="Benchmark symbol, e.g. SPY")] = None,
+) -> None:
+    """Time- and money-weighted return, risk figures and the benchmark comparison."""
+    from algotrendy.services.portfolio.interface import PerformanceQuery
+
+    pid = _uuid(portfolio, "portfolio id")
+    query = _parsed(PerformanceQuery, {"period": period, "benchmark": benchmark}, "performance query")
+    read = _run(
+        lambda: _with(
+            user, lambda s, owner: s["portfolio"].performance(owner_id=owner, portfolio_id=pid, query=query)
+        )
+    )
+    typer.echo(read.model_dump_json(indent=2, exclude={"series"}))
+
+
+@portfolio_app.command("attribution")
+def portfolio_attribution(
+    user: User,
+    portfolio: Portfolio,
+    period: Annotated[str, typer.Option(help="1m, 3m, 6m, ytd, 1y, 3y, 5y or all")] = "1y",
+    benchmark: Annotated[str | None, typer.Option(help="SPY or a blend SPY:0.6,BTCUSDT:0.4")] = None,
+) -> None:
+    """Contribution to return by asset and by strategy; Brinson-Fachler effects by asset class."""
+    from algotrendy.services.portfolio.interface import AttributionQuery
+
+    pid = _uuid(portfolio, "portfolio id")
+    query = _parsed(AttributionQuery, {"period": period, "benchmark": benchmark}, "attribution query")
+    _show(
+        _run(
+            lambda: _with(
+                user,
+                lambda s, owner: s["portfolio"].attribution(owner_id=owner, portfolio_id=pid, query=query),
+            )
+        )
+    )
+
+
+def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
+    pairs = [item.partition("=") for item in items or []]
+    if any(not sep for _, sep, _ in pairs):
+        _fail(f"invalid --{what}: SYMBOL=VALUE, e.g. AAPL=0.3")
+    return {k: v for k, _, v in pairs}
+
+
+@portfolio_app.command("rebalance")
+def portfolio_rebalance(
+    user: User,
+    portfolio: Portfolio,
+    target: Annotated[list[str] | None, typer.Option(help="SYMBOL=WEIGHT (repeatable)")] = None,
+    method: Annotated[
+        str | None,
+        typer.Option(
+            help="Allocate instead: equal_weight, inverse_volatility, risk_parity, min_variance, max_sharpe"
+        ),
+    ] = None,
+    symbol: Annotated[list[str] | None, typer.Option(help="Symbols for --method (repeatable)")] = None,
+    drift: Annotated[float, typer.Option(help="Leave symbols within this weight of target")] = 0.0,
+    buffer: Annotated[float, typer.Option(help="Share of equity kept in cash")] = 0.0,
+    lot: Annotated[str | None, typer.Option(help="Quantity step, e.g. 1 for whole shares")] = None,
+    tax: Annotated[str | None, typer.Option(help="Tax lots: fifo, lifo, hifo or tax_optimal")] = None,
+    execute: Annotated[bool, typer.Option(help="Send the orders (default: preview only)")] = False,
+) -> None:
+    """Preview (default) or send the orders that bring the holdings to the targets."""
+    from algotrendy.services.portfolio.interface import RebalanceRequest
+
+    pid = _uuid(portfolio, "portfolio id")
+    body: dict[str, Any] = {
+        "drift_threshold": drift,
+        "cash_buffer": buffer,
+        "default_lot_size": lot,
+        "dry_run": not execute,
+    }
+    if target:
+        body["targets"] = _pairs(target, "target")
+    if method:
+        body["allocation"] = {"method": method, "symbols": symbol or []}
+    if tax:
+        body["tax_optimization"] = {"method": tax}
+    request = _parsed(RebalanceRequest, body, "rebalance")
+    read = _run(
+        lambda: _with(
+            user, lambda s, owner: s["portfolio"].rebalance(owner_id=owner, portfolio_id=pid, request=request)
+        )
+    )
+    typer.echo(f"{read.status}: equity {read.equity}, cash {read.cash_before} -> {read.cash_after}")
+    for t in read.trades:
+        state = f"  {t.order_status or ''} {t.reason or ''}".rstrip()
+        typer.echo(
+            f"  {t.side:<4} {t.quantity} {t.symbol} @ {t.price} "
+            f"({t.current_weight:.2%} -> {t.target_weight:.2%}){state}"
+        )
+    for symbol_, why in read.skipped:
+        typer.echo(f"  skipped {symbol_}: {why}")
+    for warning in read.warnings:
+        typer.echo(f"  warning: {warning}")
+
+
+@portfolio_app.command("lots")
+def portfolio_lots(user: User, portfolio: Portfolio) -> None:
+    """Open tax lots: quantity, cost, age and unrealized gain."""
+    pid = _uuid(portfolio, "portfolio id")
+    for lot in _run(
+        lambda: _with(user, lambda s, owner: s["portfolio"].tax_lots(owner_id=owner, portfolio_id=pid))
+    ):
+        term = "long" if lot.long_term else "short"
+        typer.echo(
+            f"{lot.symbol:<10} {lot.quantity} @ {lot.cost_per_unit} since {lot.acquired_at:%Y-%m-%d} "
+            f"({term}-term)  gain {lot.unrealized_gain}"
+        )
+
+
+@portfolio_app.command("report")
+def portfolio_report(
+    user: User,
+    portfolio: Portfolio,
+    month: Annotated[str | None, typer.Option(help="YYYY-MM (default: the last complete month)")] = None,
+    start: Annotated[str | None, typer.Option(help="YYYY-MM-DD, instead of --month")] = None,
+    end: Annotated[str | None, typer.Option(help="YYYY-MM-DD (default: today)")] = None,
+    format_: Annotated[
+        list[str] | None, typer.Option("--format", help="pdf or xlsx (repeatable; default both)")
+    ] = None,
+    benchmark: Annotated[str | None, typer.Option(help="Benchmark symbol, e.g. SPY")] = None,
+    email: Annotated[list[str] | None, typer.Option(help="Also mail the files here (repeatable)")] = None,
+    out: Annotated[Path, typer.Option(help="Directory to save the files in", file_okay=False)] = Path("."),
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the report")] = 300.0,
+) -> None:
+    """Render a performance report (PDF, Excel) as a job, wait for it and save the files."""
+    from algotrendy.services.portfolio.interface import ReportCreate
+
+    pid = _uuid(portfolio, "portfolio id")
+    body: dict[str, Any] = {"month": month, "start": start, "end": end, "benchmark": benchmark}
+    if format_:
+        body["formats"] = [f.lower() for f in format_]
+    if email:
+        body["recipients"] = email
+    request = _parsed(ReportCreate, {k: v for k, v in body.items() if v is not None}, "report")
+
+    async def run(s: Any, owner: uuid.UUID) -> Any:
+        report = await s["portfolio"].create_report(owner_id=owner, portfolio_id=pid, request=request)
+        await s["jobs"].wait(owner=owner, job_id=report.job_id, timeout=timeout)
+        report = await s["portfolio"].report(owner_id=owner, report_id=report.report_id)
+        if report.status != "succeeded":
+            return report, []
+        files = [
+            await s["portfolio"].report_file(owner_id=owner, report_id=report.report_id, format=f.format)
+            for f in report.files
+        ]
+        return report, files
+
+    report, files = _run(lambda: _with(user, run))
+    if report.status == "failed":
+        _fail(f"report {report.report_id} failed: {report.error}")
+    if report.status != "succeeded":
+        _fail(f"report {report.report_id} is still {report.status} after {timeout:g} s")
+    out.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        (out / f.filename).write_bytes(f.content)
+        typer.echo(f"wrote {out / f.filename} ({len(f.content)} bytes)")
+    if report.recipients:
+        why = f" ({report.email_error})" if report.email_error else ""
+        typer.echo(f"email: {report.email_status}{why}")
 
 
 __all__ = ["portfolio_app", "risk_app", "trading_app"]

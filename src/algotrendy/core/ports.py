@@ -44,12 +44,22 @@ class RateLimiter(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file sent with a message (``content_type`` as ``maintype/subtype``)."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class MailMessage:
     to: str
     subject: str
     text: str
     html: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    attachments: tuple[Attachment, ...] = ()
 
 
 class Mailer(Protocol):

@@ -45,6 +45,7 @@ against empyrical and the closed forms against scipy).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 from statistics import NormalDist
@@ -159,11 +160,20 @@ def normal(returns: F64, weights: F64 | None = None, *, confidence: float, horiz
     _check(confidence, horizon)
     rp = portfolio_returns(returns, weights)
     mu, s = _moments(rp)
+    var, es = normal_from_moments(mu, s, confidence=confidence, horizon=horizon)
+    return VarResult(VarMethod.NORMAL, confidence, horizon, var, es, int(rp.size))
+
+
+def normal_from_moments(mu: float, s: float, *, confidence: float, horizon: int = 1) -> tuple[float, float]:
+    """Normal VaR and ES from the per-period mean ``mu`` and standard deviation ``s`` of the
+    portfolio's returns (for weights ``w`` on assets with mean vector ``m`` and covariance ``C``:
+    ``mu = w @ m``, ``s = sqrt(w @ C @ w)``, which is what a monitor keeps to reprice in
+    microseconds as weights move)."""
     z = _N.inv_cdf(1.0 - confidence)
     h = float(horizon)
-    var = -(mu * h + z * s * np.sqrt(h))
-    es = -(mu * h - s * np.sqrt(h) * _N.pdf(z) / (1.0 - confidence))
-    return VarResult(VarMethod.NORMAL, confidence, horizon, var, es, int(rp.size))
+    var = -(mu * h + z * s * math.sqrt(h))
+    es = -(mu * h - s * math.sqrt(h) * _N.pdf(z) / (1.0 - confidence))
+    return float(var), float(es)
 
 
 def _skew_kurtosis(x: F64) -> tuple[float, float]:

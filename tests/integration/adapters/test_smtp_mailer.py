@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from email import message_from_bytes
+from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from algotrendy.adapters.mail.smtp import SmtpMailer
 from algotrendy.core.errors import TemporaryError
-from algotrendy.core.ports import MailMessage
+from algotrendy.core.ports import Attachment, MailMessage
 from tests.apphelp import make_settings, running
 from tests.procs import free_port
 
@@ -62,6 +62,32 @@ async def test_sends_a_plain_message_with_login(smtp_server) -> None:  # type: i
     msg = message_from_bytes(content)
     assert mail_from == "no-reply@algotrendy.local" and rcpts == ["ann@example.com"]
     assert msg["Subject"] == "Hello" and "Body line" in msg.get_payload()
+
+
+async def test_attachments_arrive_intact(smtp_server) -> None:  # type: ignore[no-untyped-def]
+    sink, port = smtp_server
+    mailer = SmtpMailer(host="127.0.0.1", port=port, sender="no-reply@algotrendy.local", starttls=False)
+    pdf = b"%PDF-1.4\n" + bytes(range(256)) * 40 + b"\n%%EOF\n"
+    xlsx = b"PK\x03\x04" + bytes(range(255, -1, -1)) * 30
+    xlsx_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    await mailer.send(
+        MailMessage(
+            to="ann@example.com",
+            subject="Report",
+            text="Attached.",
+            attachments=(
+                Attachment("report-2026-10.pdf", "application/pdf", pdf),
+                Attachment("report-2026-10.xlsx", xlsx_type, xlsx),
+            ),
+        )
+    )
+    msg = message_from_bytes(sink.messages[0][2], policy=policy.default)
+    assert msg.get_body(("plain",)).get_content().strip() == "Attached."
+    parts = [(a.get_filename(), a.get_content_type(), a.get_content()) for a in msg.iter_attachments()]
+    assert parts == [
+        ("report-2026-10.pdf", "application/pdf", pdf),
+        ("report-2026-10.xlsx", xlsx_type, xlsx),
+    ]
 
 
 async def test_unreachable_server_is_a_temporary_error() -> None:

@@ -77,6 +77,36 @@ def test_portfolio_order_position_and_limits(tmp_path: Path) -> None:
     assert stressed["worst"] == "shocks" and stressed["scenarios"][1]["positions"][0]["shock"] == -0.5
     code, _, err = run(tmp_path, "risk", "stress", "-u", "clit", "-P", pid, "--historical", "dotcom")
     assert code == 2 and "historical" in err
+    code, out, err = run(
+        tmp_path,
+        "portfolio",
+        "rebalance",
+        "-u",
+        "clit",
+        "-P",
+        pid,
+        "--target",
+        "AAPL=0.01",
+        "--target",
+        "MSFT=0.01",
+        "--target",
+        "CASH=0.98",
+        "--lot",
+        "1",
+    )
+    assert code == 0, err
+    assert out.startswith("preview:") and " MSFT @ " in out and "buy" in out
+    code, out, err = run(tmp_path, "portfolio", "rebalance", "-u", "clit", "-P", pid, "--target", "AAPL=2")
+    assert code == 2 and "targets" in err
+    code, out, err = run(tmp_path, "portfolio", "lots", "-u", "clit", "-P", pid)
+    assert code == 0 and out.startswith("AAPL") and " 3 @ " in out, err
+    code, out, err = run(tmp_path, "portfolio", "performance", "-u", "clit", "-P", pid, "--period", "all")
+    assert code == 0, err
+    assert _json(out)["observations"] == 1 and "series" not in _json(out)
+    code, out, err = run(tmp_path, "risk", "alerts", "-u", "clit", "-P", pid, "--status", "all")
+    assert code == 0 and out == "", err
+    code, out, err = run(tmp_path, "risk", "alerts", "-u", "clit", "-P", pid, "--status", "bogus")
+    assert code == 2 and "status" in err
     code, out, _ = run(tmp_path, "risk", "limits", "-u", "clit", "-P", pid, "--set", "trading_state=HALTED")
     assert code == 0 and _json(out)["trading_state"] == "HALTED"
     code, out, _ = run(

@@ -1,5 +1,5 @@
-"""The trading WebSocket: a user's order, fill and position updates as they commit, nobody
-else's; anonymous and foreign-portfolio connections are refused."""
+"""The trading WebSocket: a user's order, fill and position updates as they commit, and risk
+alerts, nobody else's; anonymous and foreign-portfolio connections are refused."""
 
 from __future__ import annotations
 
@@ -51,6 +51,13 @@ def test_updates_stream_to_the_owner_only(tmp_path: Path) -> None:
                     assert message["data"]["order_id"] == order["order_id"]
             assert seen.index("trading.order.created") < seen.index("trading.fill.executed")
             assert "trading.order.filled" in seen
+            # A risk alert reaches the owner on the same socket (the monitor picks up the limit).
+            r = client.put(f"/api/v1/risk/limits/{pid}", json={"max_var": "0.00001"}, headers=h)
+            assert r.status_code == 200, r.text
+            message = ws.receive_json()
+            while message["type"] != "risk.threshold.breached":
+                message = ws.receive_json()
+            assert message["data"]["kind"] == "var" and message["data"]["portfolio_id"] == pid
         with (
             pytest.raises(WebSocketDisconnect) as foreign,
             client.websocket_connect(f"{T}/ws?access_token={other}&portfolio_id={pid}") as ws,

@@ -2,7 +2,8 @@
 
 Each message is appended to ``<data_dir>/mail/outbox.jsonl`` (mode 0600; read it with
 ``algotrendy users outbox``) and announced in the log with the recipient masked and without
-the body, because bodies carry one-time links that must never reach a log.
+the body, because bodies carry one-time links that must never reach a log. Attachments are
+recorded and logged by name, type and size only, never their content.
 """
 
 from __future__ import annotations
@@ -27,18 +28,25 @@ class ConsoleMailer:
         self._lock = asyncio.Lock()
 
     async def send(self, message: MailMessage) -> None:
-        record = {
+        record: dict[str, Any] = {
             "at": datetime.now(UTC).isoformat(),
             "to": message.to,
             "subject": message.subject,
             "text": message.text,
         }
+        files = [
+            {"filename": a.filename, "content_type": a.content_type, "size": len(a.data)}
+            for a in message.attachments
+        ]
+        if files:
+            record["attachments"] = files
         async with self._lock:
             await asyncio.to_thread(self._append, json.dumps(record) + "\n")
         log.info(
             "mail.console",
             to=message.to,
             subject=message.subject,
+            attachments=[f"{f['filename']} ({f['size']} bytes)" for f in files],
             hint="algotrendy users outbox shows the message",
         )
 

@@ -40,6 +40,14 @@ class SmtpMailer:
         msg.set_content(message.text)
         if message.html:
             msg.add_alternative(message.html, subtype="html")
+        for item in message.attachments:
+            maintype, _, subtype = item.content_type.partition("/")
+            msg.add_attachment(
+                item.data,
+                maintype=maintype or "application",
+                subtype=subtype or "octet-stream",
+                filename=item.filename,
+            )
         try:
             await aiosmtplib.send(
                 msg,
@@ -56,4 +64,4 @@ class SmtpMailer:
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             log.warning("mail.smtp_failed", host=self._host, port=self._port, error=type(exc).__name__)
             raise TemporaryError(f"SMTP delivery failed: {type(exc).__name__}") from exc
-        log.info("mail.sent", host=self._host, subject=message.subject)
+        log.info("mail.sent", host=self._host, subject=message.subject, attachments=len(message.attachments))

@@ -42,6 +42,13 @@ class RiskLimitsUpdate(BaseModel):
     )
     max_orders_per_minute: int | None = Field(default=None, ge=1, le=100_000)
     symbol_quantity: dict[SymbolKey, Amount] = Field(default_factory=dict, max_length=200)
+    max_var: Ratio | None = Field(
+        default=None,
+        description="Alert when the 1-day 95% normal VaR of the holdings exceeds this share of equity",
+    )
+    max_drawdown: Ratio | None = Field(
+        default=None, description="Alert when equity falls this far below its high-water mark"
+    )
 
 
 class RiskLimitsRead(BaseModel):
@@ -55,6 +62,8 @@ class RiskLimitsRead(BaseModel):
     daily_loss_limit: Dec | None
     max_orders_per_minute: int | None
     symbol_quantity: dict[str, Dec]
+    max_var: Dec | None = None
+    max_drawdown: Dec | None = None
     updated_at: datetime | None
 
     def engine_limits(self) -> RiskLimits[Decimal]:
@@ -232,6 +241,47 @@ class StressTestRead(BaseModel):
     worst: str = Field(description="The scenario with the largest loss")
 
 
+AlertKind = Literal["var", "drawdown", "concentration", "daily_loss"]
+AlertStatus = Literal["open", "acknowledged", "resolved"]
+
+
+class RiskAlertRead(BaseModel):
+    """A limit found breached as prices moved. ``open`` until acknowledged; ``resolved_at`` is
+    set when the figure came back within the limit. A kind is raised again only after its last
+    alert was resolved."""
+
+    alert_id: uuid.UUID
+    portfolio_id: uuid.UUID
+    kind: AlertKind
+    status: AlertStatus
+    value: float = Field(description="The figure when raised (a share of equity; daily loss in currency)")
+    limit: float
+    message: str
+    created_at: datetime
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+
+
+class AlertQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: AlertStatus | Literal["all", "active"] = Field(
+        default="all", description="'active': not yet resolved (open or acknowledged)"
+    )
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class RiskThresholdBreached(Event):
+    topic: ClassVar[str] = "risk.threshold.breached"
+    alert_id: uuid.UUID
+    portfolio_id: uuid.UUID
+    owner_id: uuid.UUID
+    kind: str
+    value: float
+    limit: float
+    message: str
+
+
 class PriceHistory(Protocol):
     """Daily closes of a symbol (the app reads them from the bar store)."""
 
@@ -240,6 +290,10 @@ class PriceHistory(Protocol):
     ) -> tuple[I64, F64] | None:
         """The last ``days`` daily closes up to the UTC day of ``until_ns`` (default: the latest),
         each keyed by its day's UTC midnight (``None``: no data for the symbol)."""
+        ...
+
+    async def asset_type(self, symbol: str) -> str | None:
+        """The symbol's asset class (``stock``, ``crypto``, ...; ``None``: no data)."""
         ...
 
 
@@ -265,3 +319,11 @@ class RiskApi(Protocol):
     ) -> PositionRiskRead: ...
 
     async def stress_test(self, *, owner_id: uuid.UUID, request: StressTestRequest) -> StressTestRead: ...
+
+    async def alerts(
+        self, *, owner_id: uuid.UUID, portfolio_id: uuid.UUID, query: AlertQuery
+    ) -> list[RiskAlertRead]:
+        """Newest first; ``NotFound`` unless ``owner_id`` owns the portfolio."""
+        ...
+
+    async def acknowledge_alert(self, *, owner_id: uuid.UUID, alert_id: uuid.UUID) -> RiskAlertRead: ...

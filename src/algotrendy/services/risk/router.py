@@ -12,9 +12,11 @@ from algotrendy.core.auth import Permission, Principal
 from algotrendy.gateway.auth import require
 from algotrendy.gateway.problems import PROBLEM_RESPONSES
 from algotrendy.services.risk.interface import (
+    AlertQuery,
     PortfolioRiskRead,
     PositionRiskRead,
     PreTradeCheckRequest,
+    RiskAlertRead,
     RiskApi,
     RiskLimitsRead,
     RiskLimitsUpdate,
@@ -83,3 +85,18 @@ async def stress_test(body: StressTestRequest, user: Reader, risk: Risk) -> Stre
     shocks, a historical window replayed from stored prices (2008, 2020, 2022 or any dates), or
     a volatility multiplier (stressed VaR); the result per position and in total."""
     return await risk.stress_test(owner_id=user.user_id, request=body)
+
+
+@router.get("/alerts/{portfolio_id:uuid}")
+async def alerts(
+    portfolio_id: uuid.UUID, user: Reader, risk: Risk, query: Annotated[AlertQuery, Query()]
+) -> list[RiskAlertRead]:
+    """Limits found breached as prices moved (``max_var``, ``max_drawdown``,
+    ``max_concentration``, ``daily_loss_limit``), newest first."""
+    return await risk.alerts(owner_id=user.user_id, portfolio_id=portfolio_id, query=query)
+
+
+@router.post("/alerts/{alert_id:uuid}/acknowledge")
+async def acknowledge_alert(alert_id: uuid.UUID, user: RiskManager, risk: Risk) -> RiskAlertRead:
+    """Mark the alert seen; it stays active until the figure is back within its limit."""
+    return await risk.acknowledge_alert(owner_id=user.user_id, alert_id=alert_id)

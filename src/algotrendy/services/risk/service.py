@@ -11,19 +11,21 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import desc, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from algotrendy.core.clock import Clock
-from algotrendy.core.errors import Conflict
+from algotrendy.core.errors import Conflict, NotFound
 from algotrendy.db.outbox import Outbox
 from algotrendy.engine.risk import TradingState
 from algotrendy.services.portfolio.interface import PortfolioApi
 from algotrendy.services.risk import analytics, stress
 from algotrendy.services.risk.interface import (
+    AlertQuery,
     PortfolioRiskRead,
     PositionRiskRead,
     PriceHistory,
+    RiskAlertRead,
     RiskLimitsChanged,
     RiskLimitsRead,
     RiskLimitsUpdate,
@@ -31,6 +33,7 @@ from algotrendy.services.risk.interface import (
     StressTestRead,
     StressTestRequest,
 )
+from algotrendy.services.risk.store import alerts as alerts_table
 from algotrendy.services.risk.store import limits as limits_table
 from algotrendy.services.trading.interface import OrderCreate, RiskCheckRead, TradingApi
 
@@ -42,6 +45,22 @@ _FIELDS = (
     "max_leverage",
     "daily_loss_limit",
 )
+
+
+def _alert(row: Any) -> RiskAlertRead:
+    status = "resolved" if row["resolved_at"] else "acknowledged" if row["acknowledged_at"] else "open"
+    return RiskAlertRead(
+        alert_id=row["id"],
+        portfolio_id=row["portfolio_id"],
+        kind=row["kind"],
+        status=status,
+        value=row["value"],
+        limit=row["limit"],
+        message=row["message"],
+        created_at=row["created_at"],
+        acknowledged_at=row["acknowledged_at"],
+        resolved_at=row["resolved_at"],
+    )
 
 
 def _read(portfolio_id: uuid.UUID, row: Any | None) -> RiskLimitsRead:
@@ -194,3 +213,35 @@ class RiskService:
             scenarios=results,
             worst=min(results, key=lambda r: r.pnl).name,
         )
+
+    async def alerts(
+        self, *, owner_id: uuid.UUID, portfolio_id: uuid.UUID, query: AlertQuery
+    ) -> list[RiskAlertRead]:
+        await self._portfolios.get(owner_id=owner_id, portfolio_id=portfolio_id)
+        t = alerts_table.c
+        stmt = select(alerts_table).where(t.portfolio_id == portfolio_id, t.owner_id == owner_id)
+        if query.status == "open":
+            stmt = stmt.where(t.resolved_at.is_(None), t.acknowledged_at.is_(None))
+        elif query.status == "acknowledged":
+            stmt = stmt.where(t.resolved_at.is_(None), t.acknowledged_at.is_not(None))
+        elif query.status == "active":
+            stmt = stmt.where(t.resolved_at.is_(None))
+        elif query.status == "resolved":
+            stmt = stmt.where(t.resolved_at.is_not(None))
+        stmt = stmt.order_by(desc(t.created_at), desc(t.id)).limit(query.limit)
+        async with self._sessions() as session:
+            return [_alert(r) for r in (await session.execute(stmt)).mappings()]
+
+    async def acknowledge_alert(self, *, owner_id: uuid.UUID, alert_id: uuid.UUID) -> RiskAlertRead:
+        """Mark it seen (idempotent: acknowledging again keeps the first time)."""
+        t = alerts_table.c
+        async with self._sessions() as session, session.begin():
+            row = (await session.execute(select(alerts_table).where(t.id == alert_id))).mappings().first()
+            if row is None or row["owner_id"] != owner_id:
+                raise NotFound(f"alert {alert_id} not found")
+            if row["acknowledged_at"] is None:
+                await session.execute(
+                    update(alerts_table).where(t.id == alert_id).values(acknowledged_at=self._clock.now())
+                )
+            row = (await session.execute(select(alerts_table).where(t.id == alert_id))).mappings().one()
+        return _alert(row)

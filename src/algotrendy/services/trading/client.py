@@ -208,6 +208,8 @@ class TradingClient(RemoteApi):
             equity=account.equity,
             positions={p.symbol: p.quantity for p in held if p.quantity != 0},
             prices=prices,
+            day_start_equity=account.day_start_equity,
+            peak_equity=account.peak_equity,
         )
 
     async def open_position_count(self, *, owner_id: uuid.UUID, portfolio_id: uuid.UUID) -> int:

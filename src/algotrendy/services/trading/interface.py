@@ -212,6 +212,8 @@ class AccountRead(BaseModel):
     halted: bool
     halted_reason: str | None
     reconciled_at: datetime | None
+    day_start_equity: Dec = Field(description="Equity at the start of the UTC day (daily P&L's base)")
+    peak_equity: Dec = Field(description="Highest of the daily equity marks and the equity now")
 
 
 class ExecutionStats(BaseModel):
@@ -376,6 +378,8 @@ class AccountView(BaseModel):
     equity: Dec
     positions: dict[str, Dec]
     prices: dict[str, Dec]
+    day_start_equity: Dec = Field(description="Equity at the start of the UTC day")
+    peak_equity: Dec = Field(description="Highest of the daily equity marks and the equity now")
 
 
 class TradingApi(Protocol):

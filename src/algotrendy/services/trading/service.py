@@ -343,6 +343,7 @@ class TradingService:
                     self._clock,
                     mark_day=True,
                     order_times=limits.max_orders_per_minute is not None,
+                    peak=False,
                 )
                 decision = self._decide(request, reference, snapshot, limits, locked)
                 books = await Books.load(session, request.portfolio_id)

@@ -29,6 +29,12 @@ class TradingSettings(BaseModel):
         1.0, gt=0, description="Seconds between polls of a live venue for order updates and fills"
     )
     reconcile_interval: float = Field(60.0, gt=0, description="Seconds between reconciliations")
+    risk_stream_prices: bool = Field(
+        True, description="The risk monitor reprices on every live price update (off: on rebuilds only)"
+    )
+    risk_sweep_interval: float = Field(
+        60.0, gt=0, description="Seconds between the risk monitor's rebuilds of every watched portfolio"
+    )
     unknown_grace: float = Field(
         120.0, gt=0, description="Seconds a never-seen order may stay unknown before it counts as not placed"
     )

@@ -359,6 +359,13 @@ async def day_mark(session: AsyncSession, portfolio_id: uuid.UUID, day: date) ->
     return Decimal(value) if value is not None else None
 
 
+async def peak_mark(session: AsyncSession, portfolio_id: uuid.UUID) -> Decimal | None:
+    """The highest start-of-day equity recorded for the portfolio (the drawdown's high-water mark)."""
+    rows = await session.execute(select(day_marks.c.equity).where(day_marks.c.portfolio_id == portfolio_id))
+    marks = [Decimal(v) for (v,) in rows]
+    return max(marks) if marks else None
+
+
 async def set_day_mark(session: AsyncSession, portfolio_id: uuid.UUID, day: date, equity: Decimal) -> None:
     await session.execute(insert(day_marks).values(portfolio_id=portfolio_id, day=day, equity=equity))
 

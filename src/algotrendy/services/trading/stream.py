@@ -1,10 +1,11 @@
-"""Real-time order, fill, position and account updates for WebSocket clients.
+"""Real-time order, fill, position and account updates (and risk alerts) for WebSocket clients.
 
-The hub subscribes to the service's own events on the bus (``trading.>``, as published from the
-outbox: an update is sent only for a change that committed) under a group of its own per process,
-so with several processes on NATS every process sees every event, and fans each one out to the
-connections of the user it belongs to (``owner_id``). A slow client's queue is bounded: the
-oldest updates are dropped first and the client is told how many it missed.
+The hub subscribes to the events on the bus (``trading.>`` and the risk monitor's
+``risk.threshold.breached``; published from the outbox, so an update is sent only for a change
+that committed) under a group of its own per process, so with several processes on NATS every
+process sees every event, and fans each one out to the connections of the user it belongs to
+(``owner_id``). A slow client's queue is bounded: the oldest updates are dropped first and the
+client is told how many it missed.
 """
 
 from __future__ import annotations
@@ -18,23 +19,24 @@ from typing import Any
 from algotrendy.core.events import Bus, Envelope, Subscription
 
 QUEUE_SIZE = 1000
+TOPICS = ("trading.>", "risk.threshold.breached")
 
 
 class UpdateHub:
     def __init__(self) -> None:
         self._queues: dict[uuid.UUID, set[asyncio.Queue[dict[str, Any]]]] = {}
-        self._subscription: Subscription | None = None
+        self._subscriptions: list[Subscription] = []
         self._dropped: dict[int, int] = {}
 
     async def subscribe(self, bus: Bus) -> None:
-        self._subscription = await bus.subscribe(
-            "trading.>", group=f"trading-ws-{uuid.uuid4().hex[:12]}", handler=self._on_event
-        )
+        group = f"trading-ws-{uuid.uuid4().hex[:12]}"
+        for topic in TOPICS:
+            self._subscriptions.append(await bus.subscribe(topic, group=group, handler=self._on_event))
 
     async def unsubscribe(self) -> None:
-        if self._subscription is not None:
-            await self._subscription.stop()
-            self._subscription = None
+        for subscription in self._subscriptions:
+            await subscription.stop()
+        self._subscriptions.clear()
 
     async def _on_event(self, envelope: Envelope) -> None:
         owner = envelope.data.get("owner_id")

@@ -136,6 +136,7 @@ async def account_snapshot(
     *,
     mark_day: bool = False,
     order_times: bool = True,
+    peak: bool = True,
 ) -> Snapshot:
     """Equity, holdings (with what open orders would add) and recent order times of one account:
     the ``engine.risk.AccountView`` the pre-trade check reads, plus the account DTOs."""
@@ -172,6 +173,8 @@ async def account_snapshot(
         day_start = equity
         if mark_day:
             await store.set_day_mark(session, pid, now.date(), equity)
+    high = await store.peak_mark(session, pid) if peak else None  # not read on the order path
+    peak_equity = max(equity, high or equity)
     recent = await store.recent_order_times(session, pid, now - timedelta(minutes=1)) if order_times else []
     view = RiskView(
         equity=equity,
@@ -193,6 +196,8 @@ async def account_snapshot(
         halted=bool(account["halted_reason"]),
         halted_reason=account["halted_reason"],
         reconciled_at=account["reconciled_at"],
+        day_start_equity=day_start,
+        peak_equity=peak_equity,
     )
     public = AccountView(
         portfolio_id=pid,
@@ -201,6 +206,8 @@ async def account_snapshot(
         equity=equity,
         positions={r["symbol"]: r["quantity"] for r in rows if r["quantity"] != ZERO},
         prices=prices,
+        day_start_equity=day_start,
+        peak_equity=peak_equity,
     )
     return Snapshot(view=view, read=read, public_view=public)
 
