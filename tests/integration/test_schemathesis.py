@@ -115,6 +115,15 @@ CONTENT_CHECKED = [
     "GET /api/v1/portfolio/{portfolio_id}/attribution",  # benchmark weights sum to 1, prices overlap
     # reports: the period must not be in the future or before the portfolio; a benchmark needs prices
     "POST /api/v1/portfolio/{portfolio_id}/report",
+    # ml: training settings, feature specs, the symbol's bars and a model's inputs are checked for
+    # meaning (unknown feature, too few bars, a horizon the model does not predict: 422)
+    "POST /api/v1/ml/models/train",
+    "GET /api/v1/ml/models",  # status: one of the statuses or 'active'
+    "POST /api/v1/ml/models/{model_id}/predict",
+    "POST /api/v1/ml/models/{model_id}/predict/batch",
+    "POST /api/v1/ml/registry/{name}/predict",
+    "POST /api/v1/ml/features/engineer",
+    "POST /api/v1/ml/signals",
 ]
 POSITIVE_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
 

@@ -91,6 +91,10 @@ def _mount_routers(app: FastAPI, hosted: tuple[str, ...]) -> None:
         app.include_router(risk_router)
         app.include_router(trading_router)
         app.include_router(deploy_router)
+    if "ml" in hosted:
+        from algotrendy.services.ml.router import router as ml_router
+
+        app.include_router(ml_router)
 
 
 def _platform_routes(app: FastAPI, container: Container) -> None:

@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from algotrendy.app.backtest_cli import backtest_app
+from algotrendy.app.ml_cli import ml_app
 from algotrendy.app.settings import Settings, load_settings, masked
 from algotrendy.app.strategies_cli import strategies_app
 from algotrendy.app.trading_cli import portfolio_app, risk_app, trading_app
@@ -38,6 +39,7 @@ app.add_typer(backtest_app, name="backtest")
 app.add_typer(portfolio_app, name="portfolio")
 app.add_typer(trading_app, name="trading")
 app.add_typer(risk_app, name="risk")
+app.add_typer(ml_app, name="ml")
 
 
 def _settings(**overrides: Any) -> Settings:

@@ -216,6 +216,10 @@ class Container:
         from algotrendy.app.trading import build_trading
 
         build_trading(self)
+        if "ml" in hosted:
+            from algotrendy.app.ml import build_ml
+
+            build_ml(self)
 
     def _build_users(self) -> None:
         from algotrendy.services.users.mail import MailWorker

@@ -8,7 +8,7 @@ from algotrendy.db.base import metadata
 from algotrendy.db.inbox import inbox_table
 from algotrendy.db.outbox import outbox_table
 
-OUTBOXES = ("users", "jobs", "marketdata", "strategies", "backtest", "portfolio", "risk", "trading")
+OUTBOXES = ("users", "jobs", "marketdata", "strategies", "backtest", "portfolio", "risk", "trading", "ml")
 INBOXES = ("notifications",)
 
 
@@ -24,6 +24,7 @@ def all_metadata() -> MetaData:
     import algotrendy.services.backtest.store
     import algotrendy.services.jobs.store
     import algotrendy.services.marketdata.store
+    import algotrendy.services.ml.store
     import algotrendy.services.portfolio.store
     import algotrendy.services.risk.store
     import algotrendy.services.strategies.store

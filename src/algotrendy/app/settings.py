@@ -17,6 +17,7 @@ from algotrendy.gateway.settings import AuthSettings, GatewaySettings, _split_cs
 from algotrendy.services.backtest.settings import BacktestSettings
 from algotrendy.services.jobs.settings import JobsSettings
 from algotrendy.services.marketdata.settings import MarketDataSettings
+from algotrendy.services.ml.settings import MlSettings
 from algotrendy.services.notifications.settings import NotificationsSettings
 from algotrendy.services.strategies.settings import StrategiesSettings
 from algotrendy.services.trading.settings import TradingSettings
@@ -32,6 +33,7 @@ SERVICES = (
     "portfolio",
     "risk",
     "trading",
+    "ml",
 )
 """Services this build can host; ``all`` means every one of them."""
 
@@ -114,6 +116,7 @@ class Settings(BaseSettings):
     strategies: StrategiesSettings = Field(default_factory=StrategiesSettings)
     backtest: BacktestSettings = Field(default_factory=BacktestSettings)
     trading: TradingSettings = Field(default_factory=TradingSettings)
+    ml: MlSettings = Field(default_factory=MlSettings)
 
     _csv = field_validator("services", mode="before")(_split_csv)
 

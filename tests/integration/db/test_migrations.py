@@ -36,7 +36,7 @@ async def _check(url: str) -> None:
             t == "alembic_version"
             or t.split("_")[0]
             in {"users", "notifications", "jobs", "marketdata", "strategies", "backtest"}
-            | {"portfolio", "risk", "trading"}
+            | {"portfolio", "risk", "trading", "ml"}
             for t in tables
         )
     finally:

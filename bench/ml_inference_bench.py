@@ -1,0 +1,210 @@
+"""ML inference benchmark: ``services.ml.inference.Predictor`` on a 500-tree, 50-feature LightGBM model.
+
+    uv run python bench/ml_inference_bench.py [--runs 20000] [--repeats 3] [--batch-runs 7]
+
+The model: ``pipeline.train`` on a seeded random walk of 30,000 hourly bars (synthetic: the model
+has nothing to find, but its 500 trees are fully grown), LightGBM with its defaults except 500
+trees (15 leaves, one thread), features = the ``standard`` set (36) plus 14 lags = 50, next-bar
+direction, purged 2-fold CV (the CV is not what is measured). Cases, each after a warm-up:
+
+- ``Predictor.predict_row``: one feature row, cycling through 2,000 hold-out rows;
+- ``TrainedModel.predict_proba_row``: the same rows through the sklearn wrapper, for comparison;
+- ``Predictor.predict_bars``: features (``compute_last``) + model, on real BTCUSDT 1h sample bars,
+  a ``window``-bar slice (355 bars) cycling through 256 different end bars; and
+  ``compute_last`` alone on the same windows (the features' share);
+- ``Predictor.predict_matrix`` on 10,000 rows (and the sklearn wrapper on the same rows), median
+  of ``--batch-runs``.
+
+Each single call is timed alone with ``perf_counter_ns`` (garbage collector on); a round is
+``--runs`` calls; the figures are the median over ``--repeats`` rounds of each round's median and
+99th percentile (the p99 range over rounds is printed too). Prints a Markdown table and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import itertools
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import algotrendy
+from algotrendy.core.market import Bars
+from algotrendy.engine.ml.features import compute, compute_last, parse
+from algotrendy.engine.ml.pipeline import TrainedModel, TrainingConfig, train
+from algotrendy.services.ml.inference import Predictor
+
+SAMPLES = Path(algotrendy.__file__).parent / "sample_data"
+FEATURES = (
+    "standard",
+    "lag(ret_1,3..6)",
+    "lag(rsi_14,1..3)",
+    "lag(volume_z_20,1..2)",
+    "lag(vol_20,1..2)",
+    "lag(bb_pctb_20,1..3)",
+)
+
+
+def random_walk(n: int, seed: int = 42) -> Bars:
+    rng = np.random.default_rng(seed)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    open_ = np.r_[close[0], close[:-1]]
+    spread = np.abs(rng.normal(0, 0.005, n)) * close
+    high = np.maximum(open_, close) + spread
+    low = np.minimum(open_, close) - spread
+    volume = rng.integers(1, 10_000, n).astype(np.float64)
+    ts = (1_600_000_000 + np.arange(n, dtype=np.int64) * 3600) * 1_000_000_000
+    return Bars(ts, open_, high, low, close, volume)
+
+
+def load(name: str) -> Bars:
+    df = pd.read_csv(SAMPLES / name, parse_dates=["timestamp"])
+    ts = df["timestamp"].dt.tz_convert("UTC").astype("datetime64[ns, UTC]").to_numpy(np.int64)
+    cols = [
+        np.ascontiguousarray(df[c].to_numpy(np.float64)) for c in ("open", "high", "low", "close", "volume")
+    ]
+    return Bars(np.ascontiguousarray(ts), *cols)
+
+
+def timings_us(fn: Callable[[], object], runs: int, warmup: int = 500) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    gc.collect()
+    out = []
+    clock = time.perf_counter_ns
+    for _ in range(runs):
+        t = clock()
+        fn()
+        out.append((clock() - t) / 1e3)
+    return out
+
+
+def rounds(fn: Callable[[], object], runs: int, repeats: int) -> tuple[float, float, float, float]:
+    """Median over rounds of (median, p99); and the p99's min and max over rounds."""
+    meds, p99s = [], []
+    for _ in range(repeats):
+        xs = timings_us(fn, runs)
+        meds.append(statistics.median(xs))
+        p99s.append(float(np.percentile(xs, 99)))
+    return statistics.median(meds), statistics.median(p99s), min(p99s), max(p99s)
+
+
+def cycling(items: list[Any]) -> Callable[[], Any]:
+    it = itertools.cycle(items)
+    return lambda: next(it)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def tree_depths(trained: TrainedModel) -> float:
+    def depth(node: dict[str, Any]) -> int:
+        if "split_index" not in node:
+            return 0
+        return 1 + max(depth(node["left_child"]), depth(node["right_child"]))
+
+    info = trained.model.booster_.dump_model()["tree_info"]
+    return statistics.mean(depth(t["tree_structure"]) for t in info)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=20_000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--batch-runs", type=int, default=7)
+    args = ap.parse_args()
+
+    plan = parse(FEATURES)
+    synthetic = random_walk(30_000)
+    config = TrainingConfig(
+        features=FEATURES, hyperparams={"n_estimators": 500}, cv_splits=2, embargo=5, n_jobs=1
+    )
+    t = time.perf_counter()
+    trained = train(synthetic, config)
+    train_s = time.perf_counter() - t
+    t = time.perf_counter()
+    predictor = Predictor(trained)
+    build_ms = (time.perf_counter() - t) * 1e3
+
+    X = compute(synthetic, plan).values
+    X = X[np.isfinite(X).all(axis=1)]
+    rows = [np.ascontiguousarray(r) for r in X[-2000:]]
+    batch = np.ascontiguousarray(X[-10_000:])
+    exact = float(np.max(np.abs(predictor.predict_matrix(batch) - trained.predict_proba(batch))))
+    if exact > 1e-12:
+        raise SystemExit(f"predict_matrix differs from predict_proba by {exact}")
+
+    real = load("BTCUSDT_1h_binance.csv.gz")
+    w = plan.window
+    windows = [real.slice(end - w, end) for end in range(len(real) - 255, len(real) + 1)]
+
+    load_before = os.getloadavg()
+    next_row, next_row2, next_win, next_win2 = (
+        cycling(rows),
+        cycling(rows),
+        cycling(windows),
+        cycling(windows),
+    )
+    cases = {
+        "row": rounds(lambda: predictor.predict_row(next_row()), args.runs, args.repeats),
+        "sklearn_row": rounds(lambda: trained.predict_proba_row(next_row2()), args.runs // 4, args.repeats),
+        "bars": rounds(lambda: predictor.predict_bars(next_win()), args.runs, args.repeats),
+        "features": rounds(lambda: compute_last(next_win2(), plan), args.runs, args.repeats),
+    }
+    batch_ms = [
+        t / 1e3 for t in timings_us(lambda: predictor.predict_matrix(batch), args.batch_runs, warmup=1)
+    ]
+    sk_ms = [t / 1e3 for t in timings_us(lambda: trained.predict_proba(batch), args.batch_runs, warmup=1)]
+    load_after = os.getloadavg()
+
+    import lightgbm
+
+    print(
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores ({cpu_model()}), Python "
+        f"{platform.python_version()}, numpy {np.__version__}, lightgbm {lightgbm.__version__}; load "
+        f"average before {load_before[0]:.2f}, after {load_after[0]:.2f}"
+    )
+    print(
+        f"Model: {trained.model.booster_.num_trees()} trees (mean depth {tree_depths(trained):.1f}), "
+        f"{len(trained.feature_names)} features, path {predictor.path!r}; trained in {train_s:.1f} s, "
+        f"Predictor built in {build_ms:.0f} ms; batch max |diff| vs predict_proba {exact:.1e}; "
+        f"windows of {w} bars\n"
+    )
+    print(f"| case | median | p99 (median of {args.repeats} rounds) | p99 range |")
+    print("| --- | ---: | ---: | ---: |")
+    labels = {
+        "row": "`Predictor.predict_row`",
+        "sklearn_row": "`TrainedModel.predict_proba_row` (sklearn wrapper)",
+        "bars": f"`Predictor.predict_bars`, {w}-bar window (features + model)",
+        "features": f"`compute_last` alone, same windows ({len(plan.specs)} features)",
+    }
+    for key, label in labels.items():
+        med, p99, lo, hi = cases[key]
+        print(f"| {label} | {med:.1f} µs | {p99:.1f} µs | {lo:.1f}–{hi:.1f} µs |")
+    print(
+        f"| `Predictor.predict_matrix`, 10,000 rows (median of {args.batch_runs}) "
+        f"| {statistics.median(batch_ms):.1f} ms | | {min(batch_ms):.1f}–{max(batch_ms):.1f} ms |"
+    )
+    print(
+        f"| `TrainedModel.predict_proba`, 10,000 rows (median of {args.batch_runs}) "
+        f"| {statistics.median(sk_ms):.1f} ms | | {min(sk_ms):.1f}–{max(sk_ms):.1f} ms |"
+    )
+
+
+if __name__ == "__main__":
+    main()
