@@ -5,6 +5,7 @@ and the market data and jobs APIs it calls (in this process)."""
 from __future__ import annotations
 
 import importlib.util
+import os
 from typing import TYPE_CHECKING
 
 import structlog
@@ -43,6 +44,12 @@ def build_ml(container: Container) -> None:
     root.mkdir(parents=True, exist_ok=True)
     ml_jobs.register(container.services["jobs.registry"])
     outbox = Outbox(service="ml", clock=container.clock)
+    if ml.tracking_uri and ml.tracking_uri.startswith(("http://", "https://")):
+        # MLflow reads these per request from the environment (its defaults: 7 retries, 120 s);
+        # set once at start, before any request, so a dead server fails a call in seconds
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(ml.tracking_timeout))
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(ml.tracking_retries))
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     registry = MlflowRegistry(
         tracking_uri=ml.tracking_uri or f"sqlite:///{root / 'mlflow.db'}",
         artifact_location=ml.artifact_location or str(root / "mlartifacts"),

@@ -19,7 +19,6 @@ import asyncio
 import builtins
 import shutil
 import uuid
-from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +62,7 @@ from algotrendy.services.ml.registry import MlflowRegistry
 from algotrendy.services.ml.serving import ModelCache
 from algotrendy.services.ml.settings import MlSettings
 from algotrendy.services.ml.training import check_request
+from algotrendy.services.ml.views import holdout_score, model_read, not_found, summary_of
 
 log = structlog.get_logger(__name__)
 
@@ -75,61 +75,6 @@ _JOB_STATUS = {
     JobStatus.CANCELLED: ModelStatus.CANCELLED,
 }
 _RUNNING = (ModelStatus.QUEUED.value, ModelStatus.TRAINING.value)
-
-
-def not_found(model_id: uuid.UUID | str) -> NotFound:
-    return NotFound(f"model {model_id} not found", code="model_not_found")
-
-
-def _instant(value: date | None, *, end: bool = False) -> datetime | None:
-    if value is None:
-        return None
-    at = datetime.combine(value, time(0), tzinfo=UTC)
-    return at + timedelta(days=1) if end else at
-
-
-def summary_of(row: Any) -> ModelSummary:
-    return ModelSummary(
-        id=row.id,
-        name=row.name,
-        version=row.version,
-        model_type=row.model_type,
-        symbol=row.symbol,
-        asset_type=row.asset_type,
-        interval=row.interval,
-        status=ModelStatus(row.status),
-        stage=ModelStage(row.stage),
-        accuracy=row.accuracy,
-        auc=row.auc,
-        created_at=row.created_at,
-        trained_at=row.trained_at,
-    )
-
-
-def _read(row: Any) -> ModelRead:
-    summary: dict[str, Any] = row.summary or {}
-    return ModelRead(
-        **summary_of(row).model_dump(),
-        venue=row.venue,
-        job_id=row.job_id,
-        error=row.error,
-        config=row.config,
-        feature_names=summary.get("feature_names", []),
-        params=summary.get("params", {}),
-        data_start=row.data_start,
-        data_end=row.data_end,
-        train_range=summary.get("train_range"),
-        holdout_range=summary.get("holdout_range"),
-        metrics=summary.get("metrics"),
-        mlflow_run_id=row.mlflow_run_id,
-        registry_version=row.registry_version,
-        promoted_at=row.promoted_at,
-    )
-
-
-def _holdout_score(summary: dict[str, Any], name: str) -> float | None:
-    value = ((summary.get("metrics") or {}).get("holdout") or {}).get("model", {}).get(name)
-    return float(value) if isinstance(value, int | float) else None
 
 
 class MlService:
@@ -313,8 +258,8 @@ class MlService:
                 "artifact_sha256": result["sha256"],
                 "mlflow_run_id": run_id,
                 "registry_version": registry_version,
-                "accuracy": _holdout_score(summary, "accuracy"),
-                "auc": _holdout_score(summary, "auc"),
+                "accuracy": holdout_score(summary, "accuracy"),
+                "auc": holdout_score(summary, "auc"),
                 "trained_at": job.finished_at or self._clock.now(),
             }
         elif status is ModelStatus.COMPLETED:
@@ -347,11 +292,19 @@ class MlService:
 
     async def status(self, *, owner: uuid.UUID, model_id: uuid.UUID) -> ModelStatusRead:
         row, job = await self._row(owner, model_id)
+        if job is not None and job.status.finished:  # trained; the registry was unreachable
+            return ModelStatusRead(
+                model_id=row.id,
+                status=ModelStatus.TRAINING,
+                progress=0.99,
+                step="ModelDeployment",
+                message="waiting for the model registry to record the version",
+            )
         if job is not None:
             return ModelStatusRead(
                 model_id=row.id,
-                status=ModelStatus.TRAINING if job.status.finished else _JOB_STATUS[job.status],
-                progress=min(job.progress, 0.99) if job.status.finished else job.progress,
+                status=_JOB_STATUS[job.status],
+                progress=job.progress,
                 step=job.message,
                 message=job.message,
                 eta_seconds=job.eta_seconds,
@@ -367,7 +320,7 @@ class MlService:
 
     async def get(self, *, owner: uuid.UUID, model_id: uuid.UUID) -> ModelRead:
         row, job = await self._row(owner, model_id)
-        read = _read(row)
+        read = model_read(row)
         if job is not None:
             read.status = _JOB_STATUS[job.status] if not job.status.finished else ModelStatus.TRAINING
         return read
@@ -500,7 +453,7 @@ class MlService:
         log.info("ml.model.promoted", model_id=str(row.id), name=row.name, rollback=rollback)
         async with self._db() as session:
             fresh = await store.get(session, owner, row.id)
-        return _read(fresh)
+        return model_read(fresh)
 
     async def registry(self, *, owner: uuid.UUID, name: str) -> RegistryRead:
         async with self._db() as session:

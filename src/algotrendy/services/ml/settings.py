@@ -19,7 +19,11 @@ class MlSettings(BaseModel):
         description="MLflow tracking URI: default a SQLite store in <data_dir>/ml; an http(s):// "
         "tracking server in split mode",
     )
-    artifact_location: str | None = Field(None, description="MLflow artifact root (default <data_dir>/ml)")
+    tracking_timeout: int = Field(10, ge=1, le=600, description="Seconds per request to a tracking server")
+    tracking_retries: int = Field(2, ge=0, le=20, description="Retries of a failed tracking request")
+    artifact_location: str | None = Field(
+        None, description="MLflow artifact root (default <data_dir>/ml/mlartifacts)"
+    )
     max_bars: int = Field(2_000_000, ge=500, description="Most bars one training may use")
     min_bars: int = Field(300, ge=100, description="Fewest bars a training needs")
     cache_models: int = Field(32, ge=1, le=10_000, description="Model versions kept loaded for inference")
