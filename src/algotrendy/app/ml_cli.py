@@ -17,19 +17,13 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from algotrendy.app.strategies_cli import User, _fail, _owner, _parsed, _run
+from algotrendy.app.trading_cli import _uuid
 
 T = TypeVar("T")
 
 ml_app = typer.Typer(help="ML models: train, list, promote, predict, signals.", no_args_is_help=True)
 SERVICES = ["users", "jobs", "marketdata", "ml"]
 ModelId = Annotated[str, typer.Argument(help="Model (version) id")]
-
-
-def _uuid(value: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        _fail(f"invalid {what}: {value!r} is not an id")
 
 
 async def _with(user: str, fn: Callable[[Any, uuid.UUID], Awaitable[T]]) -> T:

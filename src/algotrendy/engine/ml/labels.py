@@ -266,7 +266,13 @@ def triple_barrier(
     return TripleBarrier(label=label, ret=ret, t1=t1, barrier=barrier)
 
 
-def _spans(t0: npt.ArrayLike, t1: npt.ArrayLike, n_bars: int) -> tuple[I64, I64]:
+def spans(
+    t0: npt.ArrayLike, t1: npt.ArrayLike, n_bars: int | None = None, *, ordered: bool = False
+) -> tuple[I64, I64]:
+    """Label spans ``[t0_i, t1_i]`` (bar indices) as int64 arrays, checked: one-dimensional, the
+    same length, integers, ``t0 <= t1``, within ``[0, n_bars)`` when ``n_bars`` is given, and
+    sorted by ``t0`` when ``ordered``. ``ValueError`` otherwise. (The one check of spans: labels
+    and the purged splitters both use it.)"""
     a = np.asarray(t0)
     b = np.asarray(t1)
     if a.ndim != 1 or a.shape != b.shape:
@@ -275,14 +281,18 @@ def _spans(t0: npt.ArrayLike, t1: npt.ArrayLike, n_bars: int) -> tuple[I64, I64]
         raise ValueError("t0 and t1 must be integer bar indices")
     a = a.astype(np.int64)
     b = b.astype(np.int64)
-    if len(a) and (a.min() < 0 or b.max() >= n_bars or np.any(b < a)):
+    if np.any(b < a):
+        raise ValueError("every span needs t1 >= t0")
+    if n_bars is not None and len(a) and (a.min() < 0 or b.max() >= n_bars):
         raise ValueError("spans must satisfy 0 <= t0 <= t1 < n_bars")
+    if ordered and np.any(np.diff(a) < 0):
+        raise ValueError("samples must be sorted by t0")
     return a, b
 
 
 def concurrency(t0: npt.ArrayLike, t1: npt.ArrayLike, n_bars: int) -> I64:
     """``c[t]``: number of labels whose span ``[t0_i, t1_i]`` contains bar ``t`` (AFML 4.3)."""
-    a, b = _spans(t0, t1, n_bars)
+    a, b = spans(t0, t1, n_bars)
     d = np.bincount(a, minlength=n_bars + 1) - np.bincount(b + 1, minlength=n_bars + 1)
     return np.cumsum(d[:n_bars]).astype(np.int64)
 
@@ -294,7 +304,7 @@ def uniqueness_weights(t0: npt.ArrayLike, t1: npt.ArrayLike, n_bars: int) -> F64
     Pass it as ``sample_weight`` (AFML also uses its mean as the bagging ``max_samples``). Spans are
     bar indices, inclusive; vectorized with cumulative sums (O(n_bars + n_labels)).
     """
-    a, b = _spans(t0, t1, n_bars)
+    a, b = spans(t0, t1, n_bars)
     c = concurrency(a, b, n_bars)
     inv = np.zeros(n_bars)
     np.divide(1.0, c, out=inv, where=c > 0)
@@ -312,7 +322,7 @@ def return_attribution_weights(t0: npt.ArrayLike, t1: npt.ArrayLike, close: npt.
     """
     c = _as_f64(close, "close")
     n = len(c)
-    a, b = _spans(t0, t1, n)
+    a, b = spans(t0, t1, n)
     conc = concurrency(a, b, n)
     r = np.zeros(n)
     if n > 1:

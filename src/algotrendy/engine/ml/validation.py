@@ -36,25 +36,14 @@ import numpy as np
 import numpy.typing as npt
 
 from algotrendy.core.market import F64
+from algotrendy.engine.ml.labels import spans
 
 I64 = npt.NDArray[np.int64]
 Split = tuple[I64, I64]
 
 
 def _spans(t0: npt.ArrayLike, t1: npt.ArrayLike) -> tuple[I64, I64]:
-    a = np.asarray(t0)
-    b = np.asarray(t1)
-    if a.ndim != 1 or a.shape != b.shape:
-        raise ValueError("t0 and t1 must be one-dimensional and of the same length")
-    if not (np.issubdtype(a.dtype, np.integer) and np.issubdtype(b.dtype, np.integer)):
-        raise ValueError("t0 and t1 must be integer bar indices")
-    a = a.astype(np.int64)
-    b = b.astype(np.int64)
-    if np.any(b < a):
-        raise ValueError("every span needs t1 >= t0")
-    if np.any(np.diff(a) < 0):
-        raise ValueError("samples must be sorted by t0")
-    return a, b
+    return spans(t0, t1, ordered=True)
 
 
 def embargo_bars(embargo: float, t0: I64, t1: I64) -> int:
