@@ -35,5 +35,6 @@ def build_backtest(container: Container) -> None:
         marketdata=container.services["marketdata"],
         outbox=outbox,
         inputs_dir=settings.backtest.inputs_dir or settings.data_dir / "backtest" / "inputs",
+        models=container.services.get("ml"),
     )
     container.relays.append(container._relay(outbox))

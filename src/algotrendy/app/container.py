@@ -209,6 +209,10 @@ class Container:
             build_marketdata(self)
         if "strategies" in hosted:
             self._build_strategies()
+        if "ml" in hosted:
+            from algotrendy.app.ml import build_ml
+
+            build_ml(self)
         if "backtest" in hosted:
             from algotrendy.app.backtest import build_backtest
 
@@ -216,10 +220,6 @@ class Container:
         from algotrendy.app.trading import build_trading
 
         build_trading(self)
-        if "ml" in hosted:
-            from algotrendy.app.ml import build_ml
-
-            build_ml(self)
 
     def _build_users(self) -> None:
         from algotrendy.services.users.mail import MailWorker

@@ -306,6 +306,7 @@ def build_trading(container: Container) -> None:
         venues=venues,
         failpoints=container.failpoints,
         strategies=lambda: services.get("strategies"),
+        models=lambda: services.get("ml"),
         bar_feed=StoreBars(store, feed_for),
     )
     risk = RiskService(

@@ -9,7 +9,7 @@ the session date at 00:00 UTC).
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -80,7 +80,10 @@ class SeriesKey:
 
 @dataclass(frozen=True, slots=True)
 class Bars:
-    """A bar series as columns. All arrays have the same length; ``ts`` is strictly increasing."""
+    """A bar series as columns. All arrays have the same length; ``ts`` is strictly increasing.
+
+    ``series`` carries extra per-bar float64 columns by name (e.g. a model's P(up) that a strategy
+    template reads as ``models``); they follow the bars through ``slice``."""
 
     ts: I64
     open: F64
@@ -88,12 +91,16 @@ class Bars:
     low: F64
     close: F64
     volume: F64
+    series: Mapping[str, F64] = field(default_factory=dict, compare=False, kw_only=True)
 
     def __post_init__(self) -> None:
         n = len(self.ts)
         for name in ("open", "high", "low", "close", "volume"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"column {name} has {len(getattr(self, name))} rows, ts has {n}")
+        for name, values in self.series.items():
+            if len(values) != n:
+                raise ValueError(f"series {name} has {len(values)} rows, ts has {n}")
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -111,6 +118,13 @@ class Bars:
             self.low[start:stop],
             self.close[start:stop],
             self.volume[start:stop],
+            series={k: v[start:stop] for k, v in self.series.items()},
+        )
+
+    def with_series(self, series: Mapping[str, F64]) -> Bars:
+        """These bars with ``series`` added (same arrays, no copy)."""
+        return Bars(
+            self.ts, self.open, self.high, self.low, self.close, self.volume, series={**self.series, **series}
         )
 
 

@@ -59,6 +59,8 @@ RISK_LIMITS: Final[dict[str, tuple[float, float, bool]]] = {  # (exclusive low, 
 }
 VOL_TARGET_MAX: Final = 10.0
 TOP_N_MAX: Final = 1000
+_ALIAS = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
+_MODEL_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(?!=)(.*)$", re.DOTALL)
 
 
@@ -132,6 +134,7 @@ def resolve_params(
 @dataclass(frozen=True, slots=True)
 class _Program:
     named: tuple[tuple[str, str, Node], ...]  # (name, field, node), in definition order
+    models: tuple[str, ...]  # aliases of model series read from ``Bars.series``
     kinds: dict[str, Kind]
     conditions: dict[str, tuple[tuple[str, Node], ...]]  # list -> ((field, node), ...)
     score: Node | None
@@ -161,6 +164,17 @@ def _build(template: StrategyTemplate) -> _Program:
     kinds: dict[str, Kind] = {}
     named: list[tuple[str, str, Node]] = []
     defined: dict[str, str] = {}
+    for alias, ref in template.models.items():
+        field = f"models.{alias}"
+        if not _ALIAS.match(alias) or alias in RESERVED or alias in params:
+            raise TemplateError(
+                f"{alias!r} cannot name a model series (a parameter, bar column or keyword, or not a name)",
+                field=field,
+            )
+        if not _MODEL_REF.match(ref):
+            raise TemplateError("give a model's name or a model version id", field=field)
+        kinds[alias] = Kind.SERIES
+        defined[alias] = field
     for i, line in enumerate(template.indicators):
         field = f"indicators[{i}]"
         m = _LINE.match(line)
@@ -207,7 +221,7 @@ def _build(template: StrategyTemplate) -> _Program:
             score = expr.parse(template.rotation.score)
             if expr.infer(score, names).is_bool:
                 raise TemplateError("the rotation score must be a number, not a condition")
-    return _Program(tuple(named), kinds, conditions, score)
+    return _Program(tuple(named), tuple(template.models), kinds, conditions, score)
 
 
 def _needed(prog: _Program, nodes: Sequence[Node]) -> set[str]:
@@ -228,6 +242,14 @@ def _named(
     need = _needed(prog, nodes)
     values: dict[str, Series] = {}
     warm: dict[str, int] = {}
+    for alias in prog.models:
+        if alias in need:
+            if alias not in bars.series:
+                raise TemplateError(
+                    f"the model series {alias!r} was not computed for these bars", field=f"models.{alias}"
+                )
+            values[alias] = Series(np.asarray(bars.series[alias], dtype=np.float64), Kind.SERIES, None)
+            warm[alias] = 0
     for name, field, node in prog.named:
         if name in need:
             with _at(field):
@@ -299,7 +321,7 @@ def signal_warmup(template: StrategyTemplate, params: Mapping[str, ParamValue]) 
     if prog.score is not None:
         nodes.append(prog.score)
     need = _needed(prog, nodes)
-    warm: dict[str, int] = {}
+    warm: dict[str, int] = dict.fromkeys(prog.models, 0)
     for name, field, node in prog.named:
         if name in need:
             with _at(field):
@@ -604,7 +626,7 @@ def validate_template(template: StrategyTemplate) -> None:
         _check_param_args(template, node)
     if all(s.default is not None for s in template.parameters.values()):
         defaults = resolve_params(template)
-        warm: dict[str, int] = {}
+        warm: dict[str, int] = dict.fromkeys(prog.models, 0)
         for name, field, node in prog.named:
             with _at(field):
                 warm[name] = expr.warmup(node, defaults, warm)

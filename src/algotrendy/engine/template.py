@@ -111,6 +111,13 @@ class StrategyTemplate(_Model):
     short_exit_conditions: list[str] = Field(default_factory=list, max_length=20)
     risk_management: RiskManagement = Field(default_factory=RiskManagement)
     rotation: Rotation | None = None
+    models: dict[Name, str] = Field(
+        default_factory=dict,
+        max_length=10,
+        description="Model probability series by alias: alias -> an ML model's name (its serving "
+        "version) or a version id. The alias reads as a series of P(up) in conditions, e.g. "
+        "'p_up > 0.6'; NaN (condition false) where the model has no out-of-sample prediction",
+    )
 
     @property
     def is_rotation(self) -> bool:

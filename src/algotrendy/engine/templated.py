@@ -7,7 +7,7 @@ backtester, on the paper broker and live. Entries are sized by ``sizing_fraction
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,9 @@ from algotrendy.engine.signal_strategy import Brackets, SignalStrategy
 from algotrendy.engine.signals import compute_signals, resolved_risk, resolved_rotation, rotation_scores
 from algotrendy.engine.strategy import Context, Strategy
 from algotrendy.engine.template import ParamValue, StrategyTemplate
+
+Enrich = Callable[[Bars], Bars]
+"""Adds the per-bar series a template's ``models`` read (live: computed on each new window)."""
 
 
 def sizing_fractions(
@@ -58,6 +61,7 @@ class TemplateStrategy(SignalStrategy):
         symbol: str,
         periods_per_year: float,
         cache: Any = None,
+        enrich: Enrich | None = None,
     ) -> None:
         risk = resolved_risk(template, params)
         super().__init__(
@@ -69,10 +73,13 @@ class TemplateStrategy(SignalStrategy):
         self.params = dict(params)
         self._ppy = periods_per_year
         self._cache = cache
+        self._enrich = enrich
 
     def on_data(self, symbol: str, bars: Bars) -> None:
         if symbol != self._symbol:
             return
+        if self._enrich is not None:
+            bars = self._enrich(bars)
         sig = compute_signals(self.template, bars, self.params, self._cache)
         fractions = sizing_fractions(bars, self.template, self.params, self._ppy)
         self.set_signals(sig.long_entry, sig.long_exit, sig.short_entry, sig.short_exit, fractions)
@@ -89,6 +96,7 @@ class RotationStrategy(Strategy):
         *,
         symbols: tuple[str, ...],
         cache: Any = None,
+        enrich: Enrich | None = None,
     ) -> None:
         if template.rotation is None:
             raise ValueError(f"template {template.name!r} is not a rotation template")
@@ -102,8 +110,11 @@ class RotationStrategy(Strategy):
         self._min: float | None = template.rotation.min_score
         self._steps = 0
         self.warmup = 0
+        self._enrich = enrich
 
     def on_data(self, symbol: str, bars: Bars) -> None:
+        if self._enrich is not None:
+            bars = self._enrich(bars)
         scores = rotation_scores(self.template, {symbol: bars}, self.params, self._cache)
         rot = resolved_rotation(self.template, self.params)
         self._scores[symbol] = scores[symbol].tolist()

@@ -11,6 +11,7 @@ import asyncio
 import math
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -462,3 +463,40 @@ async def test_features_of_inline_bars_match_the_stored_series(api: Api) -> None
     r = await api.client.get(f"{ML}/features/sets", headers=h)
     sets = {s["name"]: s["features"] for s in r.json()}
     assert len(sets["minimal"]) == 8 and len(sets["standard"]) == 36
+
+
+@ASYNC
+async def test_a_backtest_trades_a_models_signals_only_out_of_sample(api: Api) -> None:
+    _u, h, _ = await api.user()
+    model = await trained(api, h, name="bt-model", start="2010-01-01", end="2014-12-31")
+    await api.client.post(f"{ML}/models/{model['id']}/promote", headers=h)
+    trained_until = model["train_range"]["label_end_ts"]
+    template = {
+        "name": "follow the model",
+        "models": {"p_up": "bt-model"},
+        "entry_conditions": ["p_up > 0.5"],
+        "exit_conditions": ["p_up < 0.5"],
+    }
+    body = {"template": template, "symbol": "AAPL", "start_date": "2010-01-01", "end_date": "2018-01-01",
+            "commission": 0.001}  # fmt: skip
+    r = await api.client.post("/api/v1/backtest", json=body, headers=h)
+    assert r.status_code == 202, r.text
+    run_id = r.json()["backtest_id"]
+    for _ in range(1200):
+        r = await api.client.get(f"/api/v1/backtest/{run_id}/results", headers=h)
+        if r.json()["status"] in ("completed", "failed"):
+            break
+        await asyncio.sleep(0.1)
+    res = r.json()
+    assert res["status"] == "completed", res
+    trades = res["result"]["trades"]
+    assert trades, "the model's out-of-sample signals should trade"
+    first_entry = min(t["entry_time"] for t in trades)
+    assert first_entry > datetime.fromtimestamp(trained_until / 1e9, tz=UTC).isoformat()[:10]
+
+    r = await api.client.post(
+        "/api/v1/backtest", json=body | {"template": template | {"models": {"p_up": "nope"}}}, headers=h
+    )
+    assert problem(r, 404, "models.p_up")["code"] == "model_not_found"
+    r = await api.client.post("/api/v1/backtest", json=body | {"interval": "1h"}, headers=h)
+    assert r.status_code in (404, 422), r.text

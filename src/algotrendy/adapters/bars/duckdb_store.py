@@ -233,7 +233,7 @@ class DuckDBBarStore:
             # bars were added later; checking costs ~1 ms per million bars, sorting ~30 ms.
             order = np.argsort(cols["ts"], kind="stable")
             cols = {c: v[order] for c, v in cols.items()}
-        return Bars(**cols)
+        return Bars(cols["ts"], cols["open"], cols["high"], cols["low"], cols["close"], cols["volume"])
 
     async def series(self, *, symbol: str | None = None) -> list[SeriesInfo]:
         return await self._run(self._series, symbol)

@@ -175,10 +175,7 @@ def decode_copy(data: bytes) -> Bars:
         np.any(rows["nfields"] != len(COLUMNS)) or any(np.any(rows[f"len_{c}"] != 8) for c in COLUMNS)
     ):
         raise ValueError("unexpected binary COPY row layout")
-    return Bars(
-        ts=rows["ts"].astype(np.int64),
-        **{c: rows[c].astype(np.float64) for c in PRICE_COLUMNS},
-    )
+    return Bars(rows["ts"].astype(np.int64), *(rows[c].astype(np.float64) for c in PRICE_COLUMNS))
 
 
 def _year_bounds(year: int) -> tuple[str, str]:

@@ -56,6 +56,7 @@ from algotrendy.services.backtest.jobs import KINDS
 from algotrendy.services.backtest.settings import BacktestSettings
 from algotrendy.services.jobs.interface import JobFinished, JobRead, JobsApi, JobStatus
 from algotrendy.services.marketdata.interface import MarketDataApi
+from algotrendy.services.ml.interface import ModelScores
 from algotrendy.services.strategies.interface import StrategiesApi
 
 log = structlog.get_logger(__name__)
@@ -134,7 +135,9 @@ class BacktestService:
         marketdata: MarketDataApi,
         outbox: Outbox,
         inputs_dir: Path,
+        models: ModelScores | None = None,
     ) -> None:
+        self._models = models
         self._db = sessions
         self._clock = clock
         self._s = settings
@@ -422,6 +425,8 @@ class BacktestService:
                     code="too_many_bars",
                 )
             data[series.symbol] = series.bars
+        if t.models:
+            data = await self._with_models(owner, t, data, interval)
         n = min(len(b) for b in data.values())
         warm = self._warmup(t, params, search)
         if warm >= n - 1:
@@ -453,6 +458,22 @@ class BacktestService:
         }
         meta = {"target": target, "data": data, "benchmark": bench, "interval": interval, "bars": n}
         return plan, meta
+
+    async def _with_models(
+        self, owner: uuid.UUID, t: StrategyTemplate, data: dict[str, Bars], interval: str
+    ) -> dict[str, Bars]:
+        """The bars with the P(up) series of the template's ``models`` (out of sample only)."""
+        if self._models is None:
+            raise Invalid(
+                "this template reads ML models; the ml service must run in this process",
+                field="template.models",
+                code="ml_unavailable",
+            )
+        score = await self._models.scorer(owner=owner, models=t.models, interval=interval)
+        out: dict[str, Bars] = {}
+        for symbol, bars in data.items():
+            out[symbol] = bars.with_series(await asyncio.to_thread(score, bars))
+        return out
 
     def _warmup(self, t: StrategyTemplate, params: dict[str, Any], search: Mapping[str, Any] | None) -> int:
         """The warm-up of the run, or of the slowest parameter values an optimization may try."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import builtins
 import uuid
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Protocol
@@ -22,6 +23,7 @@ from typing import Annotated, Any, ClassVar, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from algotrendy.core.events import Event
+from algotrendy.core.market import F64, Bars
 
 ModelName = Annotated[
     str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -415,3 +417,20 @@ class MlApi(Protocol):
     ) -> builtins.list[SignalRead]: ...
 
     async def signal(self, *, owner: uuid.UUID, signal_id: uuid.UUID) -> SignalRead: ...
+
+
+Scorer = Callable[[Bars], dict[str, F64]]
+"""Each alias's P(up) at every bar of the bars given (CPU only, no I/O: call it in a thread)."""
+
+
+class ModelScores(Protocol):
+    """Model probabilities as strategy inputs (in-process only: backtests and live deployments of
+    a template with ``models`` run next to the ML service)."""
+
+    async def scorer(self, *, owner: uuid.UUID, models: Mapping[str, str], interval: str) -> Scorer:
+        """Resolve each alias's model (a name: its serving version; or a version id), load it, and
+        return the scoring function. A bar gets NaN (a condition on it is false) during the
+        features' warm-up and up to the last bar any of the model's training labels read, so a
+        backtest trades a model only out of sample. ``NotFound``/``Conflict``/``Invalid`` name
+        ``models.<alias>``."""
+        ...

@@ -14,6 +14,7 @@ import asyncio
 import builtins
 import math
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from algotrendy.core.clock import Clock
 from algotrendy.core.errors import Conflict, Invalid, NotFound
-from algotrendy.core.market import Bars, Timeframe
+from algotrendy.core.market import F64, Bars, Timeframe
 from algotrendy.db.outbox import Outbox
 from algotrendy.engine.ml.feature_specs import FEATURE_SETS, FeatureError, parse
 from algotrendy.engine.ml.features import compute
@@ -41,6 +42,7 @@ from algotrendy.services.ml.interface import (
     PredictionRead,
     PredictRequest,
     RawBars,
+    Scorer,
     SignalGenerate,
     SignalGenerated,
     SignalRead,
@@ -158,6 +160,44 @@ class Predicting:
         if len(series.bars) < bars:
             series = await self._md.read_bars(symbol=symbol, venue=venue, interval=interval)
         return series
+
+    async def scorer(self, owner: uuid.UUID, models: Mapping[str, str], interval: str) -> Scorer:
+        """``ModelScores.scorer``: resolve and load every alias's model, then score bars in memory."""
+        loaded: list[tuple[str, Predictor, int]] = []
+        for alias, ref in models.items():
+            field = f"models.{alias}"
+            try:
+                row = await self._model_ref(owner, ref)
+            except (NotFound, Conflict) as exc:
+                raise type(exc)(f"{field}: {exc}", code=exc.code, field=field) from None
+            if row.interval != interval:
+                raise Invalid(f"{field}: {row.name} reads {row.interval} bars, not {interval}", field=field)
+            predictor = await self.predictor(row)
+            label_end = int(((row.summary or {}).get("train_range") or {}).get("label_end_ts", 0))
+            loaded.append((alias, predictor, label_end))
+
+        def score(bars: Bars) -> dict[str, F64]:
+            ts = np.asarray(bars.ts, dtype=np.int64)
+            out: dict[str, F64] = {}
+            for alias, predictor, label_end in loaded:
+                p = np.array(predictor.predict_series(bars), dtype=np.float64)
+                p[ts <= label_end] = np.nan  # in sample: the model was fitted on these labels
+                out[alias] = p
+            return out
+
+        return score
+
+    async def _model_ref(self, owner: uuid.UUID, ref: str) -> Any:
+        """A model reference: a version id, or a name (its serving version)."""
+        try:
+            model_id = uuid.UUID(ref)
+        except ValueError:
+            return await self.serving_row(owner, ref)
+        async with self._db() as session:
+            row = await store.get(session, owner, model_id)
+        if row is None:
+            raise NotFound(f"model {ref} not found", code="model_not_found")
+        return row
 
     # ---- inference ------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import asyncio
 import builtins
 import shutil
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ from algotrendy.services.ml.interface import (
     PredictionRead,
     PredictRequest,
     RegistryRead,
+    Scorer,
     SignalGenerate,
     SignalRead,
     SignalType,
@@ -519,3 +521,6 @@ class MlService:
 
     async def signal(self, *, owner: uuid.UUID, signal_id: uuid.UUID) -> SignalRead:
         return await self._predicting.signal(owner, signal_id)
+
+    async def scorer(self, *, owner: uuid.UUID, models: Mapping[str, str], interval: str) -> Scorer:
+        return await self._predicting.scorer(owner, models, interval)

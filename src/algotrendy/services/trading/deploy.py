@@ -45,7 +45,8 @@ from algotrendy.engine.orders import Fill, OrderSide, OrderStatus
 from algotrendy.engine.signals import resolve_params
 from algotrendy.engine.strategy import Strategy
 from algotrendy.engine.template import StrategyTemplate, TemplateError
-from algotrendy.engine.templated import RotationStrategy, TemplateStrategy
+from algotrendy.engine.templated import Enrich, RotationStrategy, TemplateStrategy
+from algotrendy.services.ml.interface import ModelScores
 from algotrendy.services.strategies.interface import StrategiesApi
 from algotrendy.services.trading import store
 from algotrendy.services.trading.interface import (
@@ -75,14 +76,35 @@ class BarFeed(Protocol):
 
 
 def build_strategy(
-    template: StrategyTemplate, params: dict[str, Any], symbols: list[str], interval_seconds: int
+    template: StrategyTemplate,
+    params: dict[str, Any],
+    symbols: list[str],
+    interval_seconds: int,
+    enrich: Enrich | None = None,
 ) -> Strategy:
     if template.rotation is not None:
-        return RotationStrategy(template, params, symbols=tuple(symbols))
+        return RotationStrategy(template, params, symbols=tuple(symbols), enrich=enrich)
     if len(symbols) != 1:
         raise Invalid("a signal template trades one symbol; give exactly one", field="symbols")
     ppy = 365.25 * 86_400 / interval_seconds if interval_seconds < 86_400 else 252.0
-    return TemplateStrategy(template, params, symbol=symbols[0], periods_per_year=ppy)
+    return TemplateStrategy(template, params, symbol=symbols[0], periods_per_year=ppy, enrich=enrich)
+
+
+async def model_enrich(
+    models: ModelScores | None, owner: uuid.UUID, template: StrategyTemplate, interval: str
+) -> Enrich | None:
+    """What adds the P(up) series of the template's ``models`` to each live window (None without
+    models). Resolving here refuses an unknown or non-serving model before anything runs."""
+    if not template.models:
+        return None
+    if models is None:
+        raise Invalid(
+            "this template reads ML models; the ml service must run in this process",
+            field="template.models",
+            code="ml_unavailable",
+        )
+    score = await models.scorer(owner=owner, models=template.models, interval=interval)
+    return lambda bars: bars.with_series(score(bars))
 
 
 def _read(row: dict[str, Any], orders: int) -> DeploymentRead:
@@ -133,7 +155,9 @@ class Deployments:
         feed: BarFeed | None,
         reconciled: asyncio.Event,
         buy_haircut: float = 1.0,
+        models: Callable[[], ModelScores | None] = lambda: None,
     ) -> None:
+        self._models = models
         self._sessions = sessions
         self._clock = clock
         self._outbox = outbox
@@ -171,6 +195,7 @@ class Deployments:
             ) from exc
         seconds = Timeframe.parse(interval).seconds
         build_strategy(strategy.template, params, symbols, seconds)  # refuses what cannot run
+        await model_enrich(self._models(), owner_id, strategy.template, interval)  # and unknown models
         for symbol in symbols:
             if not await self._feed.has(symbol, interval):
                 raise Invalid(f"no {interval} bars are stored or streamed for {symbol}", field="symbols")
@@ -278,7 +303,10 @@ class Deployments:
             assert self._feed is not None
             template = StrategyTemplate.model_validate(row["template"])
             seconds = Timeframe.parse(row["interval"]).seconds
-            strategy = build_strategy(template, dict(row["parameters"]), list(row["symbols"]), seconds)
+            enrich = await model_enrich(self._models(), row["owner_id"], template, row["interval"])
+            strategy = build_strategy(
+                template, dict(row["parameters"]), list(row["symbols"]), seconds, enrich
+            )
             queue: asyncio.Queue[tuple[str, BarUpdate]] = asyncio.Queue()
             pumps = [
                 asyncio.get_running_loop().create_task(self._pump(symbol, row["interval"], queue))

@@ -48,6 +48,7 @@ from algotrendy.db.outbox import Outbox
 from algotrendy.engine.ledger import LedgerError
 from algotrendy.engine.orders import OrderSide, OrderStatus, OrderType
 from algotrendy.engine.risk import Denial, OrderIntent, RiskDecision, RiskLimits, pre_trade_check
+from algotrendy.services.ml.interface import ModelScores
 from algotrendy.services.portfolio.interface import PortfolioApi
 from algotrendy.services.risk.interface import RiskApi
 from algotrendy.services.strategies.interface import StrategiesApi
@@ -147,6 +148,7 @@ class TradingService:
         failpoints: Failpoints = NO_FAILPOINTS,
         strategies: Callable[[], StrategiesApi | None] = lambda: None,
         bar_feed: BarFeed | None = None,
+        models: Callable[[], ModelScores | None] = lambda: None,
     ) -> None:
         self._fail = failpoints
         self._sessions = sessions
@@ -180,6 +182,7 @@ class TradingService:
             feed=bar_feed,
             reconciled=self.reconciled,
             buy_haircut=float((1 + settings.market_reserve_buffer) * (1 + settings.reserve_fee_rate)),
+            models=models,
         )
         self.execution.fill_listeners.append(self.deployments_.on_fill)
         self.execution.final_listeners.append(self.deployments_.on_final)
