@@ -12,6 +12,10 @@ direction, purged 2-fold CV (the CV is not what is measured). Cases, each after 
 - ``Predictor.predict_bars``: features (``compute_last``) + model, on real BTCUSDT 1h sample bars,
   a ``window``-bar slice (355 bars) cycling through 256 different end bars; and
   ``compute_last`` alone on the same windows (the features' share);
+- ``FeatureStream.update`` + ``Predictor.predict_row``: the streaming path, one call per new bar of
+  the same real series, ``--runs`` consecutive bars after a fresh stream was warmed on every bar
+  before them (and 500 untimed bars); and ``FeatureStream.update`` alone. The streamed rows are
+  checked against ``compute`` on the whole series (max relative difference printed);
 - ``Predictor.predict_matrix`` on 10,000 rows (and the sklearn wrapper on the same rows), median
   of ``--batch-runs``.
 
@@ -38,8 +42,9 @@ import pandas as pd
 
 import algotrendy
 from algotrendy.core.market import Bars
-from algotrendy.engine.ml.features import compute, compute_last, parse
+from algotrendy.engine.ml.features import FeaturePlan, compute, compute_last, parse
 from algotrendy.engine.ml.pipeline import TrainedModel, TrainingConfig, train
+from algotrendy.engine.ml.streaming import FeatureStream
 from algotrendy.services.ml.inference import Predictor
 
 SAMPLES = Path(algotrendy.__file__).parent / "sample_data"
@@ -95,6 +100,59 @@ def rounds(fn: Callable[[], object], runs: int, repeats: int) -> tuple[float, fl
         meds.append(statistics.median(xs))
         p99s.append(float(np.percentile(xs, 99)))
     return statistics.median(meds), statistics.median(p99s), min(p99s), max(p99s)
+
+
+def stream_timings_us(
+    plan: FeaturePlan, bars: Bars, runs: int, predictor: Predictor | None, warmup: int = 500
+) -> tuple[list[float], list[Any]]:
+    """A fresh ``FeatureStream`` warmed on all bars but the last ``runs + warmup``, then each of
+    those bars timed alone: ``update`` (+ ``predict_row`` if a predictor is given). Also the rows."""
+    start = len(bars) - runs - warmup
+    if start <= plan.warmup:
+        raise SystemExit(f"--runs {runs} leaves {start} bars of history; the features need {plan.warmup + 1}")
+    stream = FeatureStream(plan)
+    stream.warm(bars.slice(0, start))
+    ts, o, h, lo, c, v = (
+        x.tolist() for x in (bars.ts, bars.open, bars.high, bars.low, bars.close, bars.volume)
+    )
+    update = stream.update
+    predict = predictor.predict_row if predictor is not None else None
+    for i in range(start, start + warmup):
+        row = update(ts[i], o[i], h[i], lo[i], c[i], v[i])
+        if predict is not None:
+            predict(row)
+    gc.collect()
+    out, rows = [], []
+    clock = time.perf_counter_ns
+    for i in range(start + warmup, len(bars)):
+        t = clock()
+        row = update(ts[i], o[i], h[i], lo[i], c[i], v[i])
+        if predict is not None:
+            predict(row)
+        out.append((clock() - t) / 1e3)
+        rows.append(row)
+    return out, rows
+
+
+def stream_rounds(
+    plan: FeaturePlan, bars: Bars, runs: int, repeats: int, predictor: Predictor | None
+) -> tuple[tuple[float, float, float, float], list[Any]]:
+    """As ``rounds``, for the streaming path; and the rows of the last round."""
+    meds: list[float] = []
+    p99s: list[float] = []
+    rows: list[Any] = []
+    for _ in range(repeats):
+        xs, rows = stream_timings_us(plan, bars, runs, predictor)
+        meds.append(statistics.median(xs))
+        p99s.append(float(np.percentile(xs, 99)))
+    return (statistics.median(meds), statistics.median(p99s), min(p99s), max(p99s)), rows
+
+
+def max_relative_diff(got: np.ndarray, want: np.ndarray) -> float:
+    if not np.array_equal(np.isnan(got), np.isnan(want)):
+        raise SystemExit("streamed rows: NaN positions differ from compute")
+    ok = ~np.isnan(want)
+    return float(np.max(np.abs(got[ok] - want[ok]) / np.maximum(np.abs(want[ok]), 1e-12), initial=0.0))
 
 
 def cycling(items: list[Any]) -> Callable[[], Any]:
@@ -166,11 +224,17 @@ def main() -> None:
         "bars": rounds(lambda: predictor.predict_bars(next_win()), args.runs, args.repeats),
         "features": rounds(lambda: compute_last(next_win2(), plan), args.runs, args.repeats),
     }
+    cases["stream"], streamed = stream_rounds(plan, real, args.runs, args.repeats, predictor)
+    cases["stream_features"], _ = stream_rounds(plan, real, args.runs, args.repeats, None)
     batch_ms = [
         t / 1e3 for t in timings_us(lambda: predictor.predict_matrix(batch), args.batch_runs, warmup=1)
     ]
     sk_ms = [t / 1e3 for t in timings_us(lambda: trained.predict_proba(batch), args.batch_runs, warmup=1)]
     load_after = os.getloadavg()
+    want = compute(real, plan).values[len(real) - len(streamed) :]
+    stream_diff = max_relative_diff(np.array(streamed), want)
+    if stream_diff > 1e-9:
+        raise SystemExit(f"streamed rows differ from compute by {stream_diff:.1e} (relative)")
 
     import lightgbm
 
@@ -183,7 +247,8 @@ def main() -> None:
         f"Model: {trained.model.booster_.num_trees()} trees (mean depth {tree_depths(trained):.1f}), "
         f"{len(trained.feature_names)} features, path {predictor.path!r}; trained in {train_s:.1f} s, "
         f"Predictor built in {build_ms:.0f} ms; batch max |diff| vs predict_proba {exact:.1e}; "
-        f"windows of {w} bars\n"
+        f"windows of {w} bars; streamed rows vs compute: max relative diff {stream_diff:.1e} over "
+        f"{len(streamed):,} bars\n"
     )
     print(f"| case | median | p99 (median of {args.repeats} rounds) | p99 range |")
     print("| --- | ---: | ---: | ---: |")
@@ -192,6 +257,8 @@ def main() -> None:
         "sklearn_row": "`TrainedModel.predict_proba_row` (sklearn wrapper)",
         "bars": f"`Predictor.predict_bars`, {w}-bar window (features + model)",
         "features": f"`compute_last` alone, same windows ({len(plan.specs)} features)",
+        "stream": f"`FeatureStream.update` + `Predictor.predict_row`, per new bar ({args.runs:,} bars)",
+        "stream_features": "`FeatureStream.update` alone, same bars",
     }
     for key, label in labels.items():
         med, p99, lo, hi = cases[key]

@@ -176,6 +176,16 @@ def test_kinds_without_a_rule_fall_back_to_compute_last(monkeypatch: pytest.Monk
     _assert_rows_equal(got, want, stream.names, rtol=1e-6)
 
 
+def test_indicators_through_the_catalog_streaming_objects(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The generic path (an indicator that is not a plain TA-Lib call on close / high-low-close /
+    +volume: none today) goes through ``indicators.streaming``'s objects; same rows."""
+    monkeypatch.setattr(streaming, "_GROUPS", {})
+    bars = _bars("AAPL_1d")
+    stream = FeatureStream("standard")
+    assert [len(g) for g in stream._groups] == [0, 0, 0, 12]
+    _assert_rows_equal(_stream(stream, bars), compute(bars, "standard").values, stream.names)
+
+
 def _bar(
     ts: int, price: float = 100.0, volume: float = 10.0
 ) -> tuple[int, float, float, float, float, float]:
