@@ -125,6 +125,7 @@ CONTENT_CHECKED = [
     "POST /api/v1/ml/features/engineer",
     "POST /api/v1/ml/signals",
 ]
+LONG_TTL = 4 * 3600
 POSITIVE_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
 
 CONFIG: dict[str, Any] = {
@@ -244,7 +245,9 @@ class Bearer:
 
 
 async def _make_accounts(data_dir: Path) -> dict[str, Account]:
-    settings = make_settings(data_dir)
+    # the shared sessions must outlive the whole run, which takes longer than the default
+    # 15-minute access token on a loaded machine
+    settings = make_settings(data_dir, auth={"access_ttl_seconds": LONG_TTL})
     accounts: dict[str, Account] = {}
     async with running(settings) as api:
         for role in (Role.TRADER, Role.ADMIN):
@@ -263,7 +266,7 @@ async def _make_accounts(data_dir: Path) -> dict[str, Account]:
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     root = tmp_path_factory.mktemp("schemathesis")
     accounts = asyncio.run(_make_accounts(root))
-    app = create_app(make_settings(root))
+    app = create_app(make_settings(root, auth={"access_ttl_seconds": LONG_TTL}))
     assert app.openapi() == DOCUMENT, "the app under test serves a different OpenAPI document"
     deployment = Deployment(app=app, accounts=accounts)
     APP.target = app

@@ -296,9 +296,12 @@ def _b_obv_slope(d: _Data, p: Params) -> F64:
     n, c, v = int(p[0]), d.close, d.volume
     signed = _nan(d.n)
     signed[1:] = np.sign(c[1:] - c[:-1]) * v[1:]
-    den = _talib("SUM", v, n)
+    if n == 1:  # TA-Lib's SUM refuses a period of 1: the sum of one value is the value
+        den, num = np.array(v, dtype=np.float64), signed
+    else:
+        den, num = _talib("SUM", v, n), _talib("SUM", signed, n)
     den[:n] = np.nan
-    out: F64 = _div(_talib("SUM", signed, n), den, 0.0)
+    out: F64 = _div(num, den, 0.0)
     return out
 
 

@@ -264,3 +264,26 @@ class Predictor:
     def predict_series(self, bars: Bars) -> F64:
         """``P(up)`` at every bar (``features.compute`` over ``bars``), NaN during the warm-up."""
         return self.predict_matrix(compute(bars, self._plan).values)
+
+    def stream(self) -> StreamingPredictor:
+        """A bar-by-bar predictor: features updated incrementally (``engine.ml.streaming``), then
+        ``predict_row`` (the fastest path for live bars: no window is recomputed)."""
+        return StreamingPredictor(self)
+
+
+class StreamingPredictor:
+    """``P(up)`` per new bar from a ``FeatureStream`` (one per series; not shared between threads)."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        from algotrendy.engine.ml.streaming import FeatureStream
+
+        self.predictor = predictor
+        self._features = FeatureStream(predictor.feature_names)
+
+    def update(self, ts: int, open: float, high: float, low: float, close: float, volume: float) -> float:
+        """The bar's ``P(up)`` (NaN while the features warm up); ``ValueError`` for a bar out of order."""
+        return self.predictor.predict_row(self._features.update(ts, open, high, low, close, volume))
+
+    def warm(self, bars: Bars) -> float:
+        """Feed history; ``P(up)`` at its last bar."""
+        return self.predictor.predict_row(self._features.warm(bars))

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 ZERO = Decimal(0)
+RECHECKS = 2
 
 
 async def reconcile(ex: Execution, account: dict[str, Any], venue: Venue) -> dict[str, int]:
@@ -75,7 +76,17 @@ async def reconcile(ex: Execution, account: dict[str, Any], venue: Venue) -> dic
             )
         ).scalar_one_or_none()
     fills_applied = await ex.sync_fills(pid, venue, symbol=None, since=last)
-    halted = await _compare_positions(ex, account, venue)
+    diffs = await _position_diffs(ex, pid, venue)
+    for _ in range(RECHECKS):
+        if not diffs:
+            break
+        # A fill may land between our fill sync and the venue's position snapshot (a resting
+        # order matching on a price update): sync again; only a lasting difference halts.
+        fills_applied += await ex.sync_fills(pid, venue, symbol=None, since=last)
+        diffs = await _position_diffs(ex, pid, venue)
+    halted = bool(diffs)
+    if halted:
+        await _halt(ex, account, diffs)
     async with ex.sessions() as session, session.begin():
         await store.lock_account(session, pid)
         await session.execute(
@@ -102,10 +113,10 @@ async def reconcile(ex: Execution, account: dict[str, Any], venue: Venue) -> dic
     }
 
 
-async def _compare_positions(ex: Execution, account: dict[str, Any], venue: Venue) -> bool:
-    pid = account["portfolio_id"]
+async def _position_diffs(ex: Execution, pid: uuid.UUID, venue: Venue) -> dict[str, tuple[Decimal, Decimal]]:
+    """Symbols whose quantity differs: ours, the venue's (none where the venue reports none)."""
     if not venue.reports_positions:
-        return False  # a spot exchange: fills are the only record to reconcile
+        return {}  # a spot exchange: fills are the only record to reconcile
     theirs = {p.symbol: p.quantity for p in await venue.positions() if p.quantity != ZERO}
     async with ex.sessions() as session:
         ours = {
@@ -114,9 +125,11 @@ async def _compare_positions(ex: Execution, account: dict[str, Any], venue: Venu
             if r["quantity"] != ZERO
         }
     diffs = {s: (ours.get(s, ZERO), theirs.get(s, ZERO)) for s in set(ours) | set(theirs)}
-    diffs = {s: d for s, d in diffs.items() if d[0] != d[1]}
-    if not diffs:
-        return False
+    return {s: d for s, d in diffs.items() if d[0] != d[1]}
+
+
+async def _halt(ex: Execution, account: dict[str, Any], diffs: dict[str, tuple[Decimal, Decimal]]) -> None:
+    pid = account["portfolio_id"]
     detail = ", ".join(f"{s}: ours {a}, venue {b}" for s, (a, b) in sorted(diffs.items()))
     reason = f"reconciliation: positions differ from the venue ({detail})"
     async with ex.sessions() as session, session.begin():
@@ -130,4 +143,3 @@ async def _compare_positions(ex: Execution, account: dict[str, Any], venue: Venu
             session, AccountHalted(portfolio_id=pid, owner_id=account["owner_id"], reason=reason)
         )
     log.error("trading.account.halted", portfolio_id=str(pid), reason=reason)
-    return True

@@ -24,6 +24,7 @@ from algotrendy.engine.ml.features import (
     warmup,
     window,
 )
+from tests.fakes.data import sample
 from tests.golden.indicator_samples import load
 
 HOUR = 3600 * 10**9
@@ -372,3 +373,14 @@ def test_empty_bars() -> None:
     assert np.isnan(values[:, ~np.array(calendar)]).all()
     last = compute_last(missing, "standard")
     np.testing.assert_array_equal(last, values[-1])
+
+
+def test_obv_slope_over_one_bar_is_the_signed_volume_share() -> None:
+    """TA-Lib's SUM refuses a period of 1; the feature is then sign(close change) (or 0)."""
+    bars = sample("AAPL_1d").bars(0, 300)
+    col = compute(bars, ["obv_slope_1"]).column("obv_slope_1")
+    assert np.isnan(col[0])
+    expected = np.sign(np.diff(bars.close))
+    assert np.array_equal(col[1:], expected)
+    for i in (1, 150, 299):
+        assert compute_last(bars.slice(0, i + 1), ["obv_slope_1"])[0] == col[i]

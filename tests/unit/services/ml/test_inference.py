@@ -176,3 +176,24 @@ def test_importing_the_module_does_not_import_the_ml_libraries() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_streaming_predictor_equals_the_window_path() -> None:
+    """Bar by bar through ``Predictor.stream`` gives what ``predict_bars`` gives on the window."""
+    from algotrendy.engine.ml.pipeline import TrainingConfig, train
+    from tests.fakes.data import sample
+
+    bars = sample("AAPL_1d").bars(0, 900)
+    trained = train(bars, TrainingConfig(features="minimal", hyperparams={"n_estimators": 20}, cv_splits=2))
+    predictor = Predictor(trained)
+    live = predictor.stream()
+    assert live.warm(bars.slice(0, 600)) == pytest.approx(
+        predictor.predict_bars(bars.slice(0, 600)), abs=1e-12
+    )
+    for i in range(600, 900):
+        p = live.update(
+            int(bars.ts[i]), bars.open[i], bars.high[i], bars.low[i], bars.close[i], bars.volume[i]
+        )
+        assert p == pytest.approx(predictor.predict_bars(bars.slice(0, i + 1)), abs=1e-12)
+    with pytest.raises(ValueError):
+        live.update(int(bars.ts[0]), 1.0, 1.0, 1.0, 1.0, 1.0)
