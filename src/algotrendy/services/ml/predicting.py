@@ -135,10 +135,15 @@ class Predicting:
 
     async def serving_row(self, owner: uuid.UUID, name: str) -> Any:
         known, model_id = self._cache.serving((owner, name))
+        if known and model_id is not None:
+            cached = self._cache.row(model_id)
+            if cached is not None and cached.owner_id == owner:
+                return cached
         async with self._db() as session:
             if known and model_id is not None:
                 row = await store.get(session, owner, model_id)
                 if row is not None:
+                    self._cache.put_row(row)
                     return row
             row = await store.serving(session, owner, name)
             if row is None and not await store.versions(session, owner, name):

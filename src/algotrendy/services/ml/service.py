@@ -474,8 +474,7 @@ class MlService:
     async def predict(
         self, *, owner: uuid.UUID, model_id: uuid.UUID, request: PredictRequest
     ) -> PredictionRead:
-        row, _job = await self._row(owner, model_id)
-        return await self._predicting.predict(row, request)
+        return await self._predicting.predict(await self._completed(owner, model_id), request)
 
     async def predict_serving(
         self, *, owner: uuid.UUID, name: str, request: PredictRequest
@@ -485,8 +484,16 @@ class MlService:
     async def predict_batch(
         self, *, owner: uuid.UUID, model_id: uuid.UUID, request: BatchPredictRequest
     ) -> BatchPredictionRead:
-        row, _job = await self._row(owner, model_id)
-        return await self._predicting.predict_batch(row, request)
+        return await self._predicting.predict_batch(await self._completed(owner, model_id), request)
+
+    async def _completed(self, owner: uuid.UUID, model_id: uuid.UUID) -> Any:
+        """The row a prediction reads: from memory when recently read and completed."""
+        row = self._cache.row(model_id)
+        if row is None or row.owner_id != owner:
+            row, _job = await self._row(owner, model_id)
+            if row.status == ModelStatus.COMPLETED.value:
+                self._cache.put_row(row)
+        return row
 
     async def importance(self, *, owner: uuid.UUID, model_id: uuid.UUID) -> ImportanceRead:
         row, _job = await self._row(owner, model_id)

@@ -1,6 +1,7 @@
 """Models in memory for inference: a bounded LRU of loaded ``Predictor``s, and which version
 serves each lineage name.
 
+Completed model rows are kept for ``ttl`` seconds too, so a prediction needs no database read.
 Loading a model (reading and hash-checking its file, unpickling, preparing the fast path) happens
 once per version and process, in a thread, under a per-version lock so concurrent first requests
 load it once. A promotion loads the new version *before* it swaps the name's entry; a request
@@ -16,6 +17,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 from algotrendy.services.ml.inference import Predictor
 
@@ -29,6 +31,7 @@ class ModelCache:
         self._lru: OrderedDict[uuid.UUID, Predictor] = OrderedDict()
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
         self._serving: dict[Key, tuple[uuid.UUID | None, float]] = {}
+        self._rows: dict[uuid.UUID, tuple[Any, float]] = {}
 
     def peek(self, model_id: uuid.UUID) -> Predictor | None:
         found = self._lru.get(model_id)
@@ -55,6 +58,7 @@ class ModelCache:
 
     def evict(self, model_id: uuid.UUID) -> None:
         self._lru.pop(model_id, None)
+        self._rows.pop(model_id, None)
         for key, (mid, _at) in list(self._serving.items()):
             if mid == model_id:
                 del self._serving[key]
@@ -70,3 +74,18 @@ class ModelCache:
 
     def set_serving(self, key: Key, model_id: uuid.UUID | None) -> None:
         self._serving[key] = (model_id, time.monotonic())
+
+    # ---- completed model rows (what a prediction reads besides the model) -----------------------
+
+    def row(self, model_id: uuid.UUID) -> Any | None:
+        """A completed version's row read less than ``ttl`` seconds ago (None otherwise): spares
+        each prediction a database read; a deletion elsewhere shows within ``ttl``."""
+        entry = self._rows.get(model_id)
+        if entry is None or time.monotonic() - entry[1] > self._ttl:
+            return None
+        return entry[0]
+
+    def put_row(self, row: Any) -> None:
+        if len(self._rows) >= 4 * self._max:
+            self._rows.clear()
+        self._rows[row.id] = (row, time.monotonic())
