@@ -25,6 +25,7 @@ import argparse
 import math
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,9 @@ from algotrendy.core.market import Bars
 from algotrendy.engine.ml.evaluate import signal_backtest
 from algotrendy.engine.ml.features import compute
 from algotrendy.engine.ml.pipeline import LabelSpec, TrainedModel, TrainingConfig, train
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._common import cpu_model
 
 SAMPLES = Path(algotrendy.__file__).parent / "sample_data"
 MARKETS: tuple[tuple[str, str, str], ...] = (
@@ -54,16 +58,6 @@ def load(name: str) -> Bars:
         np.ascontiguousarray(df[c].to_numpy(np.float64)) for c in ("open", "high", "low", "close", "volume")
     ]
     return Bars(np.ascontiguousarray(ts), *cols)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def day(ts: int) -> str:

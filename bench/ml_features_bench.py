@@ -16,18 +16,19 @@ percentile of ``--runs`` calls, garbage collector on. Prints a Markdown table an
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import platform
 import statistics
-import time
-from collections.abc import Callable
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from algotrendy.core.market import Bars
 from algotrendy.engine.ml.features import compute, compute_last, parse
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._common import cpu_model, timings_us
 
 
 def random_walk(n: int, seed: int = 42) -> Bars:
@@ -42,31 +43,8 @@ def random_walk(n: int, seed: int = 42) -> Bars:
     return Bars(ts, open_, high, low, close, volume)
 
 
-def timings_us(fn: Callable[[], object], runs: int, warmup: int = 200) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    gc.collect()
-    out = []
-    clock = time.perf_counter_ns
-    for _ in range(runs):
-        t = clock()
-        fn()
-        out.append((clock() - t) / 1e3)
-    return out
-
-
 def summary(xs: list[float]) -> tuple[float, float]:
     return statistics.median(xs), float(np.percentile(xs, 99))
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:

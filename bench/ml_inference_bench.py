@@ -32,6 +32,7 @@ import itertools
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +47,9 @@ from algotrendy.engine.ml.features import FeaturePlan, compute, compute_last, pa
 from algotrendy.engine.ml.pipeline import TrainedModel, TrainingConfig, train
 from algotrendy.engine.ml.streaming import FeatureStream
 from algotrendy.services.ml.inference import Predictor
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._common import cpu_model, timings_us
 
 SAMPLES = Path(algotrendy.__file__).parent / "sample_data"
 FEATURES = (
@@ -79,24 +83,11 @@ def load(name: str) -> Bars:
     return Bars(np.ascontiguousarray(ts), *cols)
 
 
-def timings_us(fn: Callable[[], object], runs: int, warmup: int = 500) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    gc.collect()
-    out = []
-    clock = time.perf_counter_ns
-    for _ in range(runs):
-        t = clock()
-        fn()
-        out.append((clock() - t) / 1e3)
-    return out
-
-
 def rounds(fn: Callable[[], object], runs: int, repeats: int) -> tuple[float, float, float, float]:
     """Median over rounds of (median, p99); and the p99's min and max over rounds."""
     meds, p99s = [], []
     for _ in range(repeats):
-        xs = timings_us(fn, runs)
+        xs = timings_us(fn, runs, warmup=500)
         meds.append(statistics.median(xs))
         p99s.append(float(np.percentile(xs, 99)))
     return statistics.median(meds), statistics.median(p99s), min(p99s), max(p99s)
@@ -158,16 +149,6 @@ def max_relative_diff(got: np.ndarray, want: np.ndarray) -> float:
 def cycling(items: list[Any]) -> Callable[[], Any]:
     it = itertools.cycle(items)
     return lambda: next(it)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def tree_depths(trained: TrainedModel) -> float:

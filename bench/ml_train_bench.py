@@ -24,6 +24,7 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,9 @@ import pandas as pd
 import algotrendy
 from algotrendy.core.market import Bars
 from algotrendy.engine.ml.pipeline import STEPS, LabelSpec, TrainedModel, TrainingConfig, train
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._common import cpu_model
 
 SAMPLES = Path(algotrendy.__file__).parent / "sample_data"
 
@@ -59,16 +63,6 @@ def stitched(n: int) -> Bars:
     volume = np.concatenate([btc.volume, eth.volume / scale])  # keep the dollar volume
     bars = Bars(ts, *cols, volume)
     return bars.slice(0, min(n, len(bars)))
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def timed_run(bars: Bars, config: TrainingConfig) -> tuple[dict[str, float], float, TrainedModel]:
