@@ -317,7 +317,7 @@ def test_algo_services_accepts_comma_separated_names(
     assert s.hosted_services == hosted
 
 
-@pytest.mark.parametrize("raw", ["users,bogus", "ml", "users;notifications"])
+@pytest.mark.parametrize("raw", ["users,bogus", "quant", "users;notifications"])
 def test_unknown_service_is_refused(clean_env: pytest.MonkeyPatch, raw: str) -> None:
     clean_env.setenv("ALGO_SERVICES", raw)
     with pytest.raises(ValidationError, match="unknown service"):
