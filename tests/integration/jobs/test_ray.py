@@ -13,13 +13,16 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import pytest_asyncio
 
 from algotrendy.core.clock import SystemClock
+from algotrendy.core.market import Bars
 from algotrendy.services.jobs.interface import JobRead, JobStatus
 from algotrendy.services.jobs.service import JobsService
 from algotrendy.services.jobs.settings import JobsSettings
+from algotrendy.services.ml import jobs as ml_jobs
 from tests.integration.jobs.support import Db, make_db, make_registry
 from tests.support import require
 
@@ -38,10 +41,12 @@ async def ray_jobs(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tu
     db = await make_db(Path(tmp_path_factory.mktemp("ray")) / "jobs.db")
     executor = RayJobExecutor(address="local", num_cpus=1, report_interval=0.05, cancel_poll=0.05)
     settings = JobsSettings(workers=2, progress_interval=0.05, max_attempts=3, stale_after=30)
+    registry = make_registry()
+    ml_jobs.register(registry)
     service = JobsService(
         db.sessions,
         executor,
-        make_registry(),
+        registry,
         SystemClock(),
         settings,
         db.outbox,
@@ -97,3 +102,42 @@ async def test_ray_cancel_running_and_queued_jobs(ray_jobs: tuple[JobsService, D
     assert stopped.status is JobStatus.CANCELLED
     statuses = {e.data["job_id"]: e.data["status"] for e in await db.events()}
     assert statuses[str(running.id)] == statuses[str(waiting.id)] == "cancelled"
+
+
+async def test_ray_trains_a_model_version(ray_jobs: tuple[JobsService, Db], tmp_path: Path) -> None:
+    """``ml.train`` on Ray: the staged bars are read by the Ray worker, the seven steps report as
+    progress, the model file is written where the service will look, and it loads and predicts."""
+    require(importlib.util.find_spec("lightgbm") is not None, "ml extra not installed")
+    from algotrendy.engine.ml.pipeline import TrainingConfig
+    from algotrendy.services.ml import artifacts
+
+    jobs, _db = ray_jobs
+    rng = np.random.default_rng(7)
+    n = 1500
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    ts = np.arange(n, dtype=np.int64) * 3_600_000_000_000
+    bars = Bars(ts, close, close * 1.002, close * 0.998, close, rng.uniform(1, 2, n))
+    model_id = uuid.uuid4()
+    staged = ml_jobs.stage(tmp_path / "staged", model_id, bars)
+    config = TrainingConfig(features="minimal", hyperparams={"n_estimators": 30}, cv_splits=2, embargo=5)
+    params = {
+        "inputs": str(staged),
+        "config": config.to_dict(),
+        "models_dir": str(tmp_path / "models"),
+        "model_id": str(model_id),
+    }
+    job = await jobs.submit(owner=OWNER, kind=ml_jobs.KIND, params=params)
+    steps: set[str] = set()
+    deadline = time.monotonic() + WAIT
+    while not (current := await jobs.get(owner=OWNER, job_id=job.id)).status.finished:
+        assert time.monotonic() < deadline, f"timed out; last seen {current}"
+        if current.message:
+            steps.add(current.message)
+        await asyncio.sleep(0.02)
+    assert current.status is JobStatus.SUCCEEDED, current.error
+    assert "ModelDeployment" in steps and len(steps) >= 2, steps
+    result = current.result
+    assert result is not None and result["summary"]["model_type"] == "lightgbm"
+    trained = artifacts.load(root=tmp_path / "models", path=result["model_path"], sha256=result["sha256"])
+    probabilities = trained.predict_proba(np.zeros((1, len(trained.feature_names))))
+    assert probabilities.shape == (1,) and 0.0 < float(probabilities[0]) < 1.0

@@ -15,14 +15,18 @@ built (probe rows, 1e-12); any difference, or a library without the entry point,
 ``sklearn``. ``path`` names what was chosen:
 
 * ``lightgbm-booster``: a private copy of the fitted ``Booster`` (``booster_.model_to_string()``:
-  the same trees, ``lgb.train`` itself round-trips the model through that text), one thread,
-  returning the binary objective's probability (what ``LGBMClassifier`` puts in column 1). Single
-  rows go through LightGBM's C API single-row fast path (``LGBM_BoosterPredictForMatSingleRowFast``
-  with a ``FastConfig`` prepared once), reached via ctypes on the library LightGBM's Python
-  package has loaded: the Python ``Booster.predict`` has no single-row entry and its per-call set-up
-  (a predictor object, parameter string, input checks) measured 26 µs median / 105 µs p99 against
-  16 / 26 µs for the fast path (500 trees, 50 features, one core busy). ``lightgbm.basic._LIB`` is
-  private API, hence the fallback to ``Booster.predict`` if it is missing or refuses.
+  the same trees, ``lgb.train`` itself round-trips the model through that text). Batches go
+  through ``engine.ml.trees.CompiledTrees``: the trees as flat arrays walked by a numba kernel,
+  LightGBM's decision rule and summation order, 2.5 times faster than ``Booster.predict`` on one
+  thread and split across threads for large batches (``bench/README.md``, "ML inference"); a
+  model it does not take (categorical splits, linear trees) keeps ``Booster.predict`` on one
+  thread. Single rows go through LightGBM's C API single-row fast path
+  (``LGBM_BoosterPredictForMatSingleRowFast`` with a ``FastConfig`` prepared once), reached via
+  ctypes on the library LightGBM's Python package has loaded: the Python ``Booster.predict`` has
+  no single-row entry and its per-call set-up (a predictor object, parameter string, input
+  checks) measured 26 µs median / 105 µs p99 against 16 / 26 µs for the fast path (500 trees, 50
+  features, one core busy). ``lightgbm.basic._LIB`` is private API, hence the fallback to
+  ``Booster.predict`` if it is missing or refuses.
 * ``xgboost-inplace``: a private copy of the ``Booster`` set to one thread, ``inplace_predict``
   (what ``XGBClassifier.predict_proba`` calls itself), ``best_iteration`` honoured as sklearn does.
 * ``catboost-1-thread``: ``CatBoostClassifier.predict_proba`` with ``thread_count=1`` (its default
@@ -38,10 +42,8 @@ booster's own mutex (one row at a time per predictor, about 15 µs each for 500 
 path takes a shared lock; XGBoost documents ``inplace_predict`` as lock-free and thread-safe;
 sklearn's and CatBoost's ``predict_proba`` only read the fitted model; output buffers are per call.
 
-Compiled tree models (lleaves, treelite: the trees turned into native code) are **not evaluated
-yet**: neither is installed here. The batch path is bound by LightGBM's own tree traversal (about
-3 ns per node visited), which is what they would replace; ``bench/README.md`` ("ML inference") has
-the figures and the targets.
+Compiled tree libraries were tried for the batch path and not taken: ``engine/ml/trees.py``
+says why (lleaves does not build against numba's llvmlite; tl2cgen's C disagreed with LightGBM).
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from algotrendy.core.market import F64, Bars
 from algotrendy.engine.ml.feature_specs import FeaturePlan, parse
 from algotrendy.engine.ml.features import compute, compute_last
 from algotrendy.engine.ml.pipeline import TrainedModel
+from algotrendy.engine.ml.trees import CompiledTrees
 
 __all__ = ["Predictor"]
 
@@ -136,8 +139,14 @@ def _lightgbm(model: Any, n_features: int) -> tuple[Batch, Row | None]:
         raise ValueError("not a binary LightGBM model")
     num_iteration = source.best_iteration if source.best_iteration > 0 else -1
     booster = lgb.Booster(model_str=source.model_to_string(num_iteration=-1))
+    try:
+        trees = CompiledTrees.from_lightgbm(booster, num_iteration)
+    except (KeyError, ValueError):
+        trees = None  # a split or model kind the compiled walk does not take: LightGBM's own
 
     def batch(X: F64) -> F64:
+        if trees is not None:
+            return trees.predict(X, finite=True)  # predict_matrix passes finite rows only
         return np.asarray(booster.predict(X, num_iteration=num_iteration, num_threads=1), dtype=np.float64)
 
     try:
