@@ -29,13 +29,8 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 
-from algotrendy.services.portfolio.render import (
-    HoldingRow,
-    ReportData,
-    TradeRow,
-    render_pdf,
-    render_xlsx,
-)
+from algotrendy.services.portfolio.render import render_pdf, render_xlsx
+from algotrendy.services.portfolio.render_common import HoldingRow, ReportData, TradeRow
 
 
 def report(days: int, holdings: int, trades: int, seed: int = 7) -> ReportData:

@@ -14,11 +14,8 @@ from typing import Any, TypeVar
 import pytest
 
 from algotrendy.adapters.brokers import alpaca_venue
-from algotrendy.adapters.brokers.alpaca_venue import (
-    STATUS_MAP,
-    AlpacaVenue,
-    map_status,
-)
+from algotrendy.adapters.brokers.alpaca_orders import STATUS_MAP, map_status
+from algotrendy.adapters.brokers.alpaca_venue import AlpacaVenue
 from algotrendy.adapters.sources._http import RetryPolicy
 from algotrendy.core.venue import (
     VENUE_STATUSES,

@@ -17,7 +17,8 @@ from typing import Any
 import ccxt
 import pytest
 
-from algotrendy.adapters.brokers.ccxt_venue import CcxtVenue, precision_step
+from algotrendy.adapters.brokers.ccxt_markets import precision_step
+from algotrendy.adapters.brokers.ccxt_venue import CcxtVenue
 from algotrendy.adapters.sources.ccxt_source import rehost_api_urls
 from algotrendy.core.venue import (
     OrderRequest,

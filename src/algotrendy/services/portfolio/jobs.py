@@ -1,6 +1,6 @@
 """The ``portfolio.report`` job kind: render a report's files in a job worker.
 
-The service gathers everything the report shows (a :class:`render.ReportData`) and submits it as
+The service gathers everything the report shows (a :class:`render_common.ReportData`) and submits it as
 the job's params (JSON, see :func:`data_to_json`); the job renders each requested format and
 writes it to the report's directory, overwriting what a previous run of the same job wrote
 (each file goes to a temporary name first, then replaces the old one), so a re-run is harmless.
@@ -21,7 +21,7 @@ from typing import Any
 
 from algotrendy.services.jobs.interface import JobContext, JobFailed, JobRegistrar
 from algotrendy.services.portfolio import render
-from algotrendy.services.portfolio.render import HoldingRow, ReportData, TradeRow
+from algotrendy.services.portfolio.render_common import HoldingRow, ReportData, TradeRow
 
 KIND = "portfolio.report"
 FORMATS = ("pdf", "xlsx")

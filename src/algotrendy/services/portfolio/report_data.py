@@ -23,7 +23,7 @@ from algotrendy.services.portfolio.interface import (
     PortfolioRead,
     ReportCreate,
 )
-from algotrendy.services.portfolio.render import HoldingRow, ReportData, TradeRow
+from algotrendy.services.portfolio.render_common import HoldingRow, ReportData, TradeRow
 from algotrendy.services.portfolio.store import performance_metrics
 from algotrendy.services.risk.interface import PriceHistory
 from algotrendy.services.trading.interface import TradingApi

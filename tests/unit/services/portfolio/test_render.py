@@ -19,14 +19,8 @@ import pandas as pd
 import pytest
 from openpyxl import load_workbook
 
-from algotrendy.services.portfolio.render import (
-    HoldingRow,
-    ReportData,
-    TradeRow,
-    monthly_returns,
-    render_pdf,
-    render_xlsx,
-)
+from algotrendy.services.portfolio.render import render_pdf, render_xlsx
+from algotrendy.services.portfolio.render_common import HoldingRow, ReportData, TradeRow, monthly_returns
 from tests.golden.indicator_samples import SAMPLES
 
 GENERATED = datetime(2017, 12, 1, 9, 30, tzinfo=UTC)

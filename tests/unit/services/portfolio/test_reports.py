@@ -20,7 +20,7 @@ from algotrendy.core.ports import Attachment, MailMessage
 from algotrendy.services.jobs.registry import execute_job
 from algotrendy.services.portfolio import jobs, render
 from algotrendy.services.portfolio.interface import ReportCreate
-from algotrendy.services.portfolio.render import HoldingRow, ReportData, TradeRow
+from algotrendy.services.portfolio.render_common import HoldingRow, ReportData, TradeRow
 from algotrendy.services.portfolio.report_data import resolve_period
 
 TODAY = date(2026, 11, 21)
