@@ -500,3 +500,42 @@ async def test_a_backtest_trades_a_models_signals_only_out_of_sample(api: Api) -
     assert problem(r, 404, "models.p_up")["code"] == "model_not_found"
     r = await api.client.post("/api/v1/backtest", json=body | {"interval": "1h"}, headers=h)
     assert r.status_code in (404, 422), r.text
+
+
+@ASYNC
+async def test_an_lstm_trains_predicts_from_windows_and_explains(api: Api) -> None:
+    pytest.importorskip("torch")  # training an lstm needs PyTorch; it predicts without it
+    _u, h, _ = await api.user()
+    lstm = {"seq_len": 8, "hidden_size": 8, "epochs": 6}
+    model = await trained(api, h, model_type="lstm", hyperparams=lstm, name="lstm")
+    mid = model["id"]
+    assert model["model_type"] == "lstm" and model["auc"] == model["metrics"]["holdout"]["model"]["auc"]
+
+    r = await api.client.post(f"{ML}/models/{mid}/predict", json={}, headers=h)
+    assert r.status_code == 200, r.text
+    latest = r.json()
+    assert 0.0 < latest["prediction"] < 1.0 and latest["as_of"] is not None
+
+    r = await api.client.post(
+        f"{ML}/features/engineer",
+        json={"symbol": "AAPL", "interval": "1d", "features": model["feature_names"], "limit": 50},
+        headers=h,
+    )
+    frame = r.json()
+    batch = [dict(zip(frame["columns"], row, strict=True)) for row in frame["rows"]]
+    r = await api.client.post(f"{ML}/models/{mid}/predict/batch", json={"features_batch": batch}, headers=h)
+    assert r.status_code == 200, r.text
+    out = r.json()["predictions"]  # rows in time order: each reads its own 8-row window
+    assert out[-1] == pytest.approx(latest["prediction"], abs=1e-9)
+    assert all(v is not None for v in out)
+
+    r = await api.client.post(f"{ML}/models/{mid}/predict", json={"features": batch[-1]}, headers=h)
+    assert "sequence model" in problem(r, 422, "features")["detail"]
+    r = await api.client.get(f"{ML}/features/importance/{mid}", headers=h)
+    assert r.status_code == 200, r.text
+    imp = r.json()
+    assert "no split gain" in imp["method"]["gain"] and "window as one player" in imp["method"]["shap"]
+
+    bad = BASE | {"model_type": "lstm", "hyperparams": lstm, "label": {"dead_zone": 0.01}}
+    r = await api.client.post(f"{ML}/models/train", json=bad, headers=h)
+    problem(r, 422, "label.dead_zone")

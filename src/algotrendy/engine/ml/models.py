@@ -13,6 +13,11 @@ Model types (``MODEL_TYPES``):
   ``Pipeline`` whose ``fit`` also takes ``sample_weight``, handed to the regression);
 * ``voting``: a soft-voting ensemble (averaged probabilities) of ``members`` (default lightgbm,
   xgboost, logistic), each with its own parameters under its name, optional ``weights``;
+* ``lstm``: ``lstm.LstmClassifier``, an LSTM over the last ``seq_len`` rows (consecutive bars),
+  trained with PyTorch (an optional install: ``pip install torch==2.13.0``, the CPU build; without
+  it ``fit`` raises ``ValueError`` and ``torch_available()`` is False), predicting with numpy. It
+  is a sequence model: a prediction for a bar needs the ``sequence_length(model)`` feature rows
+  ending at that bar, not just its own row. It may be an ensemble member, never a default one;
 * ``stacking``: the same members under a logistic regression fitted on their **out-of-fold**
   probabilities. The inner ``cv`` is a ``validation.PurgedKFold`` (``cv_splits`` folds, the given
   embargo); pass ``spans=(t0, t1)`` of the rows the model will be fitted on so that it purges
@@ -55,13 +60,17 @@ __all__ = [
     "ModelType",
     "default_params",
     "make_model",
+    "sequence_length",
     "suggest",
+    "torch_available",
     "validate_params",
 ]
 
-ModelType = Literal["lightgbm", "xgboost", "catboost", "logistic", "random_forest", "voting", "stacking"]
+ModelType = Literal[
+    "lightgbm", "xgboost", "catboost", "logistic", "random_forest", "lstm", "voting", "stacking"
+]
 MODEL_TYPES: tuple[str, ...] = get_args(ModelType)
-BASE_TYPES: tuple[str, ...] = ("lightgbm", "xgboost", "catboost", "logistic", "random_forest")
+BASE_TYPES: tuple[str, ...] = ("lightgbm", "xgboost", "catboost", "logistic", "random_forest", "lstm")
 ENSEMBLE_TYPES: tuple[str, ...] = ("voting", "stacking")
 DEFAULT_MEMBERS: tuple[str, ...] = ("lightgbm", "xgboost", "logistic")
 
@@ -152,6 +161,18 @@ PARAMS: dict[str, dict[str, Param]] = {
         "max_features": _frac("sqrt", ("sqrt", "log2")),
         "max_samples": _frac(0.5, (None,)),
         "class_weight": Param("choice", None, choices=(None, "balanced", "balanced_subsample")),
+    },
+    "lstm": {
+        "seq_len": Param("int", 32, 1, 1024),
+        "hidden_size": Param("int", 32, 1, 1024),
+        "num_layers": Param("int", 1, 1, 2),
+        "epochs": Param("int", 30, 1, 10_000),
+        "learning_rate": _frac(0.003),
+        "batch_size": Param("int", 64, 1, 65_536),
+        "dropout": Param("float", 0.1, 0.0, 0.9),
+        "weight_decay": Param("float", 1e-4, 0.0, _N),
+        "patience": Param("int", 5, 1, 10_000),
+        "validation_fraction": Param("float", 0.15, 0.0, 0.5),
     },
 }
 """Allowed hyperparameters of each base type (the library's own names) with defaults and ranges.
@@ -288,9 +309,37 @@ def _base(model_type: str, p: dict[str, Any], seed: int, n_jobs: int) -> Any:
         return _weighted_pipeline_class()(
             [("scale", StandardScaler()), ("logistic", LogisticRegression(**p, random_state=seed))]
         )
+
+    if model_type == "lstm":
+        from algotrendy.engine.ml.lstm import LstmClassifier
+
+        return LstmClassifier(**p, random_state=seed, n_jobs=n_jobs)
     from sklearn.ensemble import RandomForestClassifier
 
     return RandomForestClassifier(**p, random_state=seed, n_jobs=n_jobs)
+
+
+def torch_available() -> bool:
+    """Whether PyTorch is installed (``lstm`` can be fitted); looks it up without importing it."""
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def sequence_length(model: Any) -> int:
+    """How many trailing feature rows one prediction reads: ``seq_len`` for an ``lstm`` model,
+    the largest of its members' for an ensemble (fitted or not), 1 for row-wise models. To predict
+    the latest bar, pass at least that many consecutive rows ending at it and read the last
+    output row (a row-wise model gives the same value for the last row whatever precedes it)."""
+    seq = getattr(model, "seq_len", None)
+    if isinstance(seq, int | np.integer) and not isinstance(seq, bool):
+        return int(seq)
+    for attr in ("estimators_", "estimators", "steps"):
+        parts = getattr(model, attr, None)
+        if isinstance(parts, list | tuple):
+            inner = [x[1] if isinstance(x, tuple) else x for x in parts]
+            return max([1, *(sequence_length(m) for m in inner if not isinstance(m, str | None))])
+    return 1
 
 
 def make_model(
@@ -360,6 +409,14 @@ SPACES: dict[str, tuple[tuple[str, Literal["int", "float"], float, float, bool],
         ("max_depth", "int", 2, 12, False),
         ("min_samples_leaf", "int", 10, 500, True),
         ("max_features", "float", 0.1, 1.0, False),
+    ),
+    "lstm": (
+        ("seq_len", "int", 8, 64, True),
+        ("hidden_size", "int", 8, 64, True),
+        ("num_layers", "int", 1, 2, False),
+        ("learning_rate", "float", 1e-4, 1e-2, True),
+        ("dropout", "float", 0.0, 0.5, False),
+        ("weight_decay", "float", 1e-6, 1e-2, True),
     ),
 }
 """The Optuna search space of each base type: (name, kind, low, high, log scale)."""

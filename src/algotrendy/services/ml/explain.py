@@ -23,6 +23,12 @@ Two views, because they answer different questions:
   antithetic permutation per row (``2 * n_features + 1`` evaluations, each on the whole
   background). ``method`` records which was computed and in which units, so log-odds and
   probability figures are never compared by mistake.
+* ``lstm`` (a sequence model: a prediction reads the last ``seq_len`` bars' features) has no split
+  gain; its ``gain`` view is model reliance instead: the mean |change in P(up)| when one feature's
+  column is shuffled over the hold-out rows, as a share. Its ``shap`` view treats each feature's
+  whole window as one player (``PermutationExplainer`` over coalitions: kept features read the
+  explained window, the others each of 10 seeded hold-out windows), in probability, over at most
+  ``MAX_WINDOWS`` hold-out bars. LSTM members inside voting or stacking are refused by the service.
 
 Cost: the tree and linear explainers take milliseconds for 500 rows. The permutation explainer
 evaluates the ensemble ``rows * (2 * n_features + 1) * background`` times: measured about 0.1 s
@@ -52,6 +58,10 @@ __all__ = ["Importance", "ShapValues", "holdout_matrix", "importance", "shap_val
 
 MAX_BACKGROUND = 100
 """Background rows of the model-agnostic (permutation) explainer."""
+MAX_WINDOWS = 60
+"""Hold-out bars explained for a sequence model (each one its own explainer run)."""
+WINDOW_BACKGROUND = 10
+"""Background windows of a sequence model's explainer (each coalition is evaluated on all)."""
 
 _KINDS = {
     "LGBMClassifier": "lightgbm",
@@ -217,6 +227,79 @@ def _pick(values: Any, base: Any, col: int) -> tuple[F64, F64]:
     return v, np.broadcast_to(b, (v.shape[0],)).astype(np.float64)
 
 
+def _is_sequence(est: Any) -> bool:
+    return type(est).__name__ == "LstmClassifier"
+
+
+def _contiguous(trained: TrainedModel, X: npt.ArrayLike) -> F64:
+    """A sequence model's rows: consecutive bars, all finite (``holdout_matrix`` gives that)."""
+    arr = np.asarray(X, dtype=np.float64)
+    n_features = len(trained.feature_names)
+    if arr.ndim != 2 or arr.shape[1] != n_features:
+        raise ValueError(f"X must be 2-D with {n_features} columns, got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError("X must hold consecutive finite rows for a sequence model")
+    if len(arr) < trained.model.seq_len:
+        raise ValueError(f"X needs at least {trained.model.seq_len} rows (the model's window)")
+    return np.ascontiguousarray(arr)
+
+
+def _reliance(est: Any, X: F64, rng: np.random.Generator) -> tuple[F64, str]:
+    """How much ``P(up)`` moves when one feature's column is shuffled over the rows (each window
+    then reads that feature from other bars): mean absolute change, as a share of the total."""
+    base = est.predict_proba(X)[:, 1]
+    moved = np.empty(X.shape[1])
+    for j in range(X.shape[1]):
+        shuffled = X.copy()
+        shuffled[:, j] = rng.permutation(X[:, j])
+        moved[j] = float(np.mean(np.abs(est.predict_proba(shuffled)[:, 1] - base)))
+    return _share(moved), (
+        f"an LSTM has no split gain: mean |change in P(up)| when the feature's column is shuffled "
+        f"over the {len(X)} hold-out rows (seeded), share of total"
+    )
+
+
+def _window_shap(shap: Any, est: Any, X: F64, rng: np.random.Generator, seed: int, k: int) -> ShapValues:
+    """SHAP values of an LSTM's ``P(up)`` at ``k`` hold-out bars with each feature's whole window
+    (its ``seq_len`` values) as one player: a coalition keeps the explained window's values of its
+    features and takes the others from each of ``WINDOW_BACKGROUND`` seeded hold-out windows
+    (interventional, averaged). Exact additivity: base + sum = the model's ``P(up)`` at the bar."""
+    L, n_features = int(est.seq_len), X.shape[1]
+    ends = np.arange(L - 1, len(X))
+    targets = np.sort(rng.choice(ends, min(k, len(ends)), replace=False))
+    background = np.stack(
+        [X[e - L + 1 : e + 1] for e in rng.choice(ends, min(WINDOW_BACKGROUND, len(ends)), replace=False)]
+    )
+    evals = 2 * n_features + 1
+    values, bases = [], []
+    for i in targets:
+        window = X[i - L + 1 : i + 1]
+
+        def coalition(U: F64, window: F64 = window) -> F64:
+            keep = np.asarray(U)[:, None, None, :] > 0.5  # (m, 1, 1, features)
+            W = np.where(keep, window[None, None], background[None])  # (m, background, L, features)
+            p = est.predict_proba_windows(W.reshape(-1, L, n_features))
+            out: F64 = p.reshape(len(U), len(background)).mean(axis=1)
+            return out
+
+        masker = shap.maskers.Independent(np.zeros((1, n_features)), max_samples=1)
+        explained = shap.PermutationExplainer(coalition, masker, seed=seed)(
+            np.ones((1, n_features)), max_evals=evals, silent=True
+        )
+        v, b = _pick(explained.values, explained.base_values, 0)
+        values.append(v[0])
+        bases.append(b[0])
+    method = (
+        f"PermutationExplainer with each feature's {L}-bar window as one player (interventional, "
+        f"{len(background)} seeded hold-out windows as background), probability, {evals} evaluations "
+        f"per bar, mean |value| over {len(targets)} hold-out bars"
+    )
+    return ShapValues(
+        values=np.asarray(values), base=np.asarray(bases), rows=np.ascontiguousarray(X[targets]),
+        output="probability", method=method,
+    )  # fmt: skip
+
+
 def _import_shap() -> Any:
     """``import shap``, without the PendingDeprecationWarnings its matplotlib colour maps raise."""
     with warnings.catch_warnings():
@@ -230,6 +313,10 @@ def shap_values(trained: TrainedModel, X: npt.ArrayLike, *, seed: int = 0, max_r
     ``max_rows``), with the explainer the module docstring names for the model's type."""
     shap = _import_shap()
     rng = np.random.default_rng(seed)
+    if _is_sequence(trained.model):
+        return _window_shap(
+            shap, trained.model, _contiguous(trained, X), rng, seed, min(max_rows, MAX_WINDOWS)
+        )
     finite = _finite_rows(trained, X, max_rows)
     rows = _sample(finite, max_rows, rng)
     est = trained.model
@@ -271,7 +358,10 @@ def importance(trained: TrainedModel, X: npt.ArrayLike, *, seed: int = 0, max_ro
     over at most ``max_rows`` finite rows of ``X``, seeded) for every feature; see the module
     docstring for what each model type reports. ``X``: normally ``holdout_matrix(bars, trained)``."""
     names = trained.feature_names
-    gain, gain_method = _gain(trained.model, len(names))
+    if _is_sequence(trained.model):
+        gain, gain_method = _reliance(trained.model, _contiguous(trained, X), np.random.default_rng(seed))
+    else:
+        gain, gain_method = _gain(trained.model, len(names))
     sv = shap_values(trained, X, seed=seed, max_rows=max_rows)
     mean_abs = np.abs(sv.values).mean(axis=0)
     return Importance(

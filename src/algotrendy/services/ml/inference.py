@@ -60,6 +60,7 @@ import numpy.typing as npt
 from algotrendy.core.market import F64, Bars
 from algotrendy.engine.ml.feature_specs import FeaturePlan, parse
 from algotrendy.engine.ml.features import compute, compute_last
+from algotrendy.engine.ml.models import sequence_length
 from algotrendy.engine.ml.pipeline import TrainedModel
 from algotrendy.engine.ml.trees import CompiledTrees
 
@@ -199,6 +200,11 @@ class Predictor:
         self.trained = trained
         self.feature_names = tuple(trained.feature_names)
         self.n_features = len(self.feature_names)
+        self.sequence = sequence_length(trained.model)
+        """Feature rows one prediction reads: 1, or ``seq_len`` for a sequence model (``lstm``)."""
+        self.bars_needed = trained.window + self.sequence
+        """Bars ``predict_bars`` needs for a defined prediction: the features' window, plus the
+        rows before the last a sequence model reads."""
         self._plan: FeaturePlan = parse(self.feature_names)
         self.path, self._batch, self._row = self._choose()
 
@@ -243,7 +249,12 @@ class Predictor:
 
     def predict_row(self, row: npt.ArrayLike) -> float:
         """``P(up)`` for one feature row (``compute_last(bars, feature_names)``); NaN if a value is
-        NaN or inf; ``ValueError`` if it does not hold ``n_features`` values."""
+        NaN or inf; ``ValueError`` if it does not hold ``n_features`` values, or if the model is a
+        sequence model (it reads ``sequence`` rows: ``predict_window``)."""
+        if self.sequence > 1:
+            raise ValueError(
+                f"a {self.trained.model_type} model reads the last {self.sequence} feature rows, not one"
+            )
         arr = self._check_row(row)
         if not np.isfinite(arr).all():
             return math.nan
@@ -253,10 +264,14 @@ class Predictor:
 
     def predict_matrix(self, X: npt.ArrayLike) -> F64:
         """``P(up)`` for each row of a 2-D ``X`` (columns as ``feature_names``), NaN for a row
-        holding a NaN or inf. One library call for all the finite rows."""
+        holding a NaN or inf. One library call for all the finite rows. For a sequence model the rows
+        are consecutive bars: row ``i``'s prediction reads rows ``i - sequence + 1 .. i`` (fewer at
+        the start), and is NaN if any of them holds a NaN or inf."""
         arr = np.asarray(X, dtype=np.float64)
         if arr.ndim != 2 or arr.shape[1] != self.n_features:
             raise ValueError(f"expected a 2-D array with {self.n_features} columns, got shape {arr.shape}")
+        if self.sequence > 1:  # row i reads rows i - sequence + 1 .. i: none may be dropped
+            return self._batch(np.ascontiguousarray(arr))
         ok = np.isfinite(arr).all(axis=1)
         if ok.all():
             return self._batch(np.ascontiguousarray(arr)) if len(arr) else np.empty(0)
@@ -265,10 +280,30 @@ class Predictor:
             out[ok] = self._batch(np.ascontiguousarray(arr[ok]))
         return out
 
+    def predict_window(self, rows: npt.ArrayLike) -> float:
+        """``P(up)`` at the last of ``rows`` (consecutive bars' feature rows, at least ``sequence``
+        of them; only the last ``sequence`` are read); NaN if one of those is not finite."""
+        arr = np.asarray(rows, dtype=np.float64)
+        if arr.ndim != 2 or arr.shape[1] != self.n_features or len(arr) < self.sequence:
+            raise ValueError(
+                f"expected at least {self.sequence} rows of {self.n_features} features, got shape {arr.shape}"
+            )
+        if self.sequence == 1:
+            return self.predict_row(arr[-1])
+        window = np.ascontiguousarray(arr[-self.sequence :])
+        if not np.isfinite(window).all():
+            return math.nan
+        return float(self._batch(window)[-1])
+
     def predict_bars(self, bars: Bars) -> float:
         """``P(up)`` at the last bar: its features (``compute_last``, reading the last ``trained.window``
-        bars; pass at least that many), then ``predict_row``. NaN if a feature is not defined yet."""
-        return self.predict_row(compute_last(bars, self._plan))
+        bars), then ``predict_row``; for a sequence model the features of the last ``sequence``
+        bars, then ``predict_window``. Pass at least ``bars_needed`` bars. NaN if a feature is not
+        defined yet."""
+        if self.sequence == 1:
+            return self.predict_row(compute_last(bars, self._plan))
+        tail = bars.slice(max(0, len(bars) - self.bars_needed), len(bars))
+        return self.predict_window(compute(tail, self._plan).values[-self.sequence :])
 
     def predict_series(self, bars: Bars) -> F64:
         """``P(up)`` at every bar (``features.compute`` over ``bars``), NaN during the warm-up."""
@@ -288,11 +323,28 @@ class StreamingPredictor:
 
         self.predictor = predictor
         self._features = FeatureStream(predictor.feature_names)
+        n = predictor.sequence
+        self._rows = np.full((n, predictor.n_features), np.nan)  # the last n feature rows, oldest first
+
+    def _predict(self, row: F64) -> float:
+        if self.predictor.sequence == 1:
+            return self.predictor.predict_row(row)
+        self._rows[:-1] = self._rows[1:]
+        self._rows[-1] = row
+        return self.predictor.predict_window(self._rows)
 
     def update(self, ts: int, open: float, high: float, low: float, close: float, volume: float) -> float:
         """The bar's ``P(up)`` (NaN while the features warm up); ``ValueError`` for a bar out of order."""
-        return self.predictor.predict_row(self._features.update(ts, open, high, low, close, volume))
+        return self._predict(self._features.update(ts, open, high, low, close, volume))
 
     def warm(self, bars: Bars) -> float:
         """Feed history; ``P(up)`` at its last bar."""
-        return self.predictor.predict_row(self._features.warm(bars))
+        n = len(bars)
+        k = min(n, self.predictor.sequence)
+        p = self._predict(self._features.warm(bars.slice(0, n - k + 1)))
+        for i in range(n - k + 1, n):
+            p = self.update(
+                int(bars.ts[i]), float(bars.open[i]), float(bars.high[i]), float(bars.low[i]),
+                float(bars.close[i]), float(bars.volume[i]),
+            )  # fmt: skip
+        return p

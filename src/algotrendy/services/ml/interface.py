@@ -34,10 +34,12 @@ Period = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,4}[dwmy]$")]
 FeatureSpecs = str | Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=80)]],
                                Field(min_length=1, max_length=300)]  # fmt: skip
 ModelType = Literal[
-    "lightgbm", "xgboost", "catboost", "logistic", "random_forest", "voting", "stacking", "ensemble"
+    "lightgbm", "xgboost", "catboost", "logistic", "random_forest", "lstm", "voting", "stacking", "ensemble"
 ]
 """``ensemble`` is the spec's name for soft voting over the default members (LightGBM, XGBoost and
-logistic regression, ``hyperparams.members`` to change them)."""
+logistic regression, ``hyperparams.members`` to change them). ``lstm`` (the spec's
+``price_prediction_lstm``) needs PyTorch where it is trained (``pip install torch==2.13.0``, the CPU
+build); it predicts without it."""
 
 MAX_BATCH = 100_000
 

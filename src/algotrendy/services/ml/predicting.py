@@ -216,14 +216,20 @@ class Predicting:
             )
         as_of = None
         if request.features is None:
-            window = predictor.trained.window + 1
             series = await self._latest(
-                symbol=row.symbol, venue=row.venue, interval=row.interval, bars=window
+                symbol=row.symbol, venue=row.venue, interval=row.interval, bars=predictor.bars_needed
             )
             p = await asyncio.to_thread(predictor.predict_bars, series.bars)
             as_of = _at(int(series.bars.ts[-1]))
             if not math.isfinite(p):
                 raise Invalid(f"not enough bars of {row.symbol} for this model's features", field="features")
+        elif predictor.sequence > 1:
+            raise Invalid(
+                f"{row.name} is a sequence model ({row.model_type}): a prediction reads the last "
+                f"{predictor.sequence} bars' features, not one row; omit features to predict from the "
+                "latest bars, or send the rows in time order to predict/batch",
+                field="features",
+            )
         else:
             p = predictor.predict_row(self._row_of(predictor, request.features))
         long_, short = _thresholds(row.config)
@@ -405,7 +411,7 @@ class Predicting:
         if row is not None and row.interval != interval:
             raise Invalid(f"the model reads {row.interval} bars, not {interval}", field="interval")
         predictor = None if row is None else await self.predictor(row)
-        need = max(self._s.signal_bars, 0 if predictor is None else predictor.trained.window + 1)
+        need = max(self._s.signal_bars, 0 if predictor is None else predictor.bars_needed)
         series = await self._latest(symbol=request.symbol, venue=request.venue, interval=interval, bars=need)
         draft = await asyncio.to_thread(self._draft, request, series.bars, row, predictor)
         bar_time = _at(int(series.bars.ts[-1]))

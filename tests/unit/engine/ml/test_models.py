@@ -27,6 +27,7 @@ TINY: dict[str, dict[str, Any]] = {
     "catboost": {"iterations": 30, "depth": 3},
     "logistic": {},
     "random_forest": {"n_estimators": 30, "min_samples_leaf": 20},
+    "lstm": {"seq_len": 4, "hidden_size": 8, "epochs": 15, "learning_rate": 0.01, "batch_size": 32},
 }
 
 
@@ -47,6 +48,8 @@ def _planted(n: int = 1200, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def test_every_type_learns_a_planted_signal(model_type: str) -> None:
     from sklearn.metrics import roc_auc_score
 
+    if model_type == "lstm":
+        pytest.importorskip("torch")  # an optional install (test_lstm.py tests it in depth)
     X, y = _planted()
     n_fit = 800
     t0 = np.arange(n_fit)
@@ -193,7 +196,7 @@ def test_importing_the_engine_does_not_import_the_ml_libraries() -> None:
     code = (
         "import sys\n"
         "import algotrendy.engine.ml.models, algotrendy.engine.ml.pipeline, algotrendy.engine.ml.evaluate\n"
-        "heavy = ('sklearn', 'lightgbm', 'xgboost', 'catboost', 'optuna')\n"
+        "heavy = ('sklearn', 'lightgbm', 'xgboost', 'catboost', 'optuna', 'torch')\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run(

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from algotrendy.engine.ml.features import compute
-from algotrendy.engine.ml.models import MODEL_TYPES
 from algotrendy.services.ml.explain import Importance, holdout_matrix, importance, shap_values
-from tests.unit.services.ml.test_inference import FEATURES, PLANTED, bars, trained_model
+from tests.unit.services.ml.test_inference import FEATURES, PLANTED, ROW_TYPES, bars, trained_model
 
 ROWS = 120  # rows explained per model: enough for stable means, fast (the ensembles' explainer is slow)
 
@@ -39,7 +38,7 @@ def test_holdout_matrix_is_the_end_of_the_holdout_block() -> None:
         holdout_matrix(b, trained, max_rows=0)
 
 
-@pytest.mark.parametrize("model_type", MODEL_TYPES)
+@pytest.mark.parametrize("model_type", ROW_TYPES)
 def test_every_type_reports_every_feature(model_type: str) -> None:
     trained = trained_model(model_type)
     imp = importance(trained, holdout_matrix(bars(), trained), max_rows=ROWS)
@@ -55,7 +54,7 @@ def test_every_type_reports_every_feature(model_type: str) -> None:
     assert again == {"gain": imp.gain, "shap": imp.shap, "method": imp.method}
 
 
-@pytest.mark.parametrize("model_type", MODEL_TYPES)
+@pytest.mark.parametrize("model_type", ROW_TYPES)
 def test_the_planted_feature_ranks_first(model_type: str) -> None:
     trained = trained_model(model_type)
     imp = importance(trained, holdout_matrix(bars(), trained), max_rows=ROWS)
