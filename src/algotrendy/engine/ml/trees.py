@@ -195,17 +195,18 @@ class CompiledTrees:
                 self.leaf_value, self.sigmoid, out, lo, hi,
             )  # fmt: skip
 
-    def predict(self, X: npt.ArrayLike, *, finite: bool = False) -> F64:
+    def predict(self, X: npt.ArrayLike, *, finite: bool = False, threads: int | None = None) -> F64:
         """``P(up)`` per row of a 2-D float64 ``X`` with ``n_features`` columns (NaN is a missing
         value, as LightGBM reads it). ``finite=True`` promises no NaN or inf in ``X`` (the caller
-        has checked): the faster kernel then runs. Large batches are split across threads."""
+        has checked): the faster kernel then runs. Large batches are split across up to ``threads``
+        threads (default: the pool's size, ``min(4, cores)``)."""
         arr = np.ascontiguousarray(X, dtype=np.float64)
         if arr.ndim != 2 or arr.shape[1] != self.n_features:
             raise ValueError(f"expected a 2-D array with {self.n_features} columns, got shape {arr.shape}")
         n = arr.shape[0]
         out = np.empty(n, dtype=np.float64)
         fast = finite and not self.zero_missing
-        parts = min(_WORKERS, n // _BLOCK)
+        parts = min(_WORKERS if threads is None else max(1, threads), n // _BLOCK)
         if parts <= 1:
             self._run(arr, out, 0, n, fast)
             return out

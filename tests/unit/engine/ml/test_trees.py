@@ -71,6 +71,7 @@ def test_threaded_blocks_equal_one_thread(monkeypatch: pytest.MonkeyPatch) -> No
     trees = CompiledTrees.from_lightgbm(booster)
     monkeypatch.setattr(trees_mod, "_WORKERS", 3)  # three blocks even on a smaller machine
     split = trees.predict(X, finite=True)
+    assert np.array_equal(split, trees.predict(X, finite=True, threads=1))
     monkeypatch.setattr(trees_mod, "_WORKERS", 1)
     assert np.array_equal(split, trees.predict(X, finite=True))
     assert np.array_equal(split, booster.predict(X, num_threads=1))
