@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import importlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,19 +160,26 @@ def _step(gates: F64, c: F64, H: int) -> tuple[F64, F64]:
     return t, c_new
 
 
-def _block(padded: F64, layers: list[_Layer], L: int, H: int) -> F64:
-    """The last hidden state of the windows ``padded[j : j + L]`` for every ``j``."""
-    m = padded.shape[0] - L + 1
-    w_ih0, w_hh0, b0 = layers[0]
-    proj = padded @ w_ih0 + b0  # the first layer's input projection, once per row
+def _last_hidden(step_input: Callable[[int], F64], m: int, layers: list[_Layer], L: int, H: int) -> F64:
+    """The last layer's hidden state after ``L`` steps for ``m`` windows; ``step_input(t)`` is the
+    first layer's input projection (plus bias) of every window's row at step ``t``, ``(m, 4H)``."""
+    w_hh0 = layers[0][1]
     hs = [np.zeros((m, H)) for _ in layers]
     cs = [np.zeros((m, H)) for _ in layers]
-    for t in range(L):  # window j reads row j + t at step t
-        hs[0], cs[0] = _step(proj[t : t + m] + hs[0] @ w_hh0, cs[0], H)
+    for t in range(L):
+        hs[0], cs[0] = _step(step_input(t) + hs[0] @ w_hh0, cs[0], H)
         for k in range(1, len(layers)):
             w_ih, w_hh, b = layers[k]
             hs[k], cs[k] = _step(hs[k - 1] @ w_ih + hs[k] @ w_hh + b, cs[k], H)
     return hs[-1]
+
+
+def _block(padded: F64, layers: list[_Layer], L: int, H: int) -> F64:
+    """The last hidden state of the windows ``padded[j : j + L]`` for every ``j``."""
+    m = padded.shape[0] - L + 1
+    w_ih0, _, b0 = layers[0]
+    proj = padded @ w_ih0 + b0  # the first layer's input projection, once per row
+    return _last_hidden(lambda t: proj[t : t + m], m, layers, L, H)  # window j reads row j + t
 
 
 def window_logits(W: npt.ArrayLike, weights: LstmWeights) -> F64:
@@ -184,20 +192,19 @@ def window_logits(W: npt.ArrayLike, weights: LstmWeights) -> F64:
     m, L = Wf.shape[0], Wf.shape[1]
     H = weights.hidden_size
     layers = _prepare(weights)
-    w_ih0, w_hh0, b0 = layers[0]
+    w_ih0, _, b0 = layers[0]
+    head_w = weights.head_weight.astype(np.float64)
     out = np.empty(m)
     with np.errstate(over="ignore"):
         for a in range(0, m, _CHUNK):
             b = min(m, a + _CHUNK)
             proj = Wf[a:b] @ w_ih0 + b0  # (windows, steps, 4H)
-            hs = [np.zeros((b - a, H)) for _ in layers]
-            cs = [np.zeros((b - a, H)) for _ in layers]
-            for t in range(L):
-                hs[0], cs[0] = _step(proj[:, t] + hs[0] @ w_hh0, cs[0], H)
-                for k in range(1, len(layers)):
-                    w_ih, w_hh, bias = layers[k]
-                    hs[k], cs[k] = _step(hs[k - 1] @ w_ih + hs[k] @ w_hh + bias, cs[k], H)
-            out[a:b] = hs[-1] @ weights.head_weight.astype(np.float64)
+
+            def step_input(t: int, proj: F64 = proj) -> F64:
+                row: F64 = proj[:, t]
+                return row
+
+            out[a:b] = _last_hidden(step_input, b - a, layers, L, H) @ head_w
     out += weights.head_bias
     return out
 
