@@ -5,6 +5,8 @@
    the database + the check). Target: p99 <= 200 us for the check.
 2. ``paper``: in-process, ``TradingService.submit_order`` of a paper market order until its fill
    is booked in the position and the ledger (the call returns only then). Target: p99 <= 2 ms.
+   Also counts SQL statements, sessions (pool checkouts) and commits per order, the outbox
+   relays' included (they share the connection).
 3. ``http``: ``POST /api/v1/trading/orders`` against ``algotrendy serve`` (one process, SQLite)
    from an asyncio httpx client with ``--connections`` concurrent requests for ``--seconds``;
    resting limit orders, so each request is a full order (intent, risk, reservation, venue).
@@ -33,6 +35,7 @@ import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -93,14 +96,34 @@ async def _container() -> tuple[object, uuid.UUID, uuid.UUID]:
 
 
 async def bench_paper(n: int = 400, warmup: int = 50) -> dict[str, float]:
+    from sqlalchemy import event
+
     from algotrendy.services.trading.interface import OrderCreate
 
     container, owner, pid = await _container()
     trading = container.services["trading"]  # type: ignore[attr-defined]
     times = []
     checks = []
+    # Statements and sessions (pool checkouts) per order, the outbox relays' included.
+    counts = {"statements": 0, "sessions": 0, "commits": 0}
+
+    def count(what: str) -> Any:
+        def listener(*_: object) -> None:
+            counts[what] += 1
+
+        return listener
+
+    sync_engine = container.engine.sync_engine  # type: ignore[attr-defined]
+    listeners = [
+        (sync_engine, "before_cursor_execute", count("statements")),
+        (sync_engine.pool, "checkout", count("sessions")),
+        (sync_engine, "commit", count("commits")),
+    ]
     try:
         for i in range(n + warmup):
+            if i == warmup:
+                for target, name, fn in listeners:
+                    event.listen(target, name, fn)
             request = OrderCreate(portfolio_id=pid, symbol="AAPL", side="BUY", quantity=Decimal(1))
             t = time.perf_counter()
             order, _ = await trading.submit_order(owner_id=owner, request=request)
@@ -108,6 +131,9 @@ async def bench_paper(n: int = 400, warmup: int = 50) -> dict[str, float]:
             assert order.status.value == "filled", order.status
             if i >= warmup:
                 times.append(elapsed * 1000)
+        await asyncio.sleep(0.5)  # the relays publish what the last orders committed
+        for target, name, fn in listeners:
+            event.remove(target, name, fn)
         for _ in range(200):
             t = time.perf_counter()
             await trading.pre_trade_check(owner_id=owner, request=request)
@@ -117,6 +143,7 @@ async def bench_paper(n: int = 400, warmup: int = 50) -> dict[str, float]:
     return {
         "p50_ms": pct(times, 0.5),
         "p99_ms": pct(times, 0.99),
+        **{f"{k}_per_order": v / n for k, v in counts.items()},
         "service_check_p50_ms": pct(checks, 0.5),
         "service_check_p99_ms": pct(checks, 0.99),
     }

@@ -2,7 +2,7 @@
 
 ``PaperExchange`` (one per process) is the simulation every paper account shares: one order book,
 one price tape per symbol, one lock. ``await exchange.account(id, initial_cash=...)`` gives the
-account's ``PaperVenue``, which implements ``core.venue.Venue`` (name ``"paper"``).
+account's ``PaperVenue`` (``paper_venue``), which implements ``core.venue.Venue`` (name ``"paper"``).
 
 Matching is the engine's, never a copy: every order is an ``engine.orders.Order[Decimal]`` and is
 matched by ``engine.execution.match_bar`` (sorted by ``priority``, with ``Costs`` for slippage and
@@ -54,27 +54,24 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import structlog
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from algotrendy.adapters.brokers import paper_store as store
 from algotrendy.adapters.brokers.paper_store import PaperAccount, PaperOrder
-from algotrendy.adapters.brokers.paper_streams import Reports, Segment, Tape, usable_quote
+from algotrendy.adapters.brokers.paper_streams import Segment, Tape, usable_quote
+from algotrendy.adapters.brokers.paper_venue import PaperVenue
 from algotrendy.core.clock import Clock
 from algotrendy.core.market import BarUpdate, to_ns
 from algotrendy.core.venue import (
-    InstrumentRules,
-    KeyPermissions,
     OrderRequest,
     Quote,
     QuoteSource,
     VenueAmbiguous,
-    VenueBalance,
     VenueDataError,
     VenueEvent,
     VenueFill,
     VenueOrder,
-    VenuePosition,
     VenueRejected,
     VenueUnavailable,
 )
@@ -87,7 +84,20 @@ RETRY_SECONDS = (1.0, 30.0)
 """First and longest pause before resubscribing to a symbol's stream that failed or ended."""
 _ZERO = Decimal(0)
 _BECOME_MARKET = frozenset({OrderType.STOP, OrderType.TRAILING_STOP})
-_QUOTE_CURRENCIES = ("USDT", "USDC", "BUSD", "USD", "EUR", "GBP", "JPY", "BTC", "ETH")
+
+
+class _Taken(Exception):
+    """The store already has an order under this account's client order id."""
+
+
+def _again(existing: PaperOrder, r: OrderRequest) -> VenueOrder:
+    """The answer to a submission whose client order id the account already used."""
+    if not existing.same_as(r):
+        raise VenueRejected(
+            f"client_order_id {r.client_order_id!r} was already used for another order",
+            code="duplicate_client_order_id",
+        )
+    return existing.view()
 
 
 class PaperExchange:
@@ -196,63 +206,76 @@ class PaperExchange:
     async def _submit(self, account_id: str, r: OrderRequest) -> VenueOrder:
         async with self._lock:
             self._require_started()
-            account = self._accounts[account_id]
-            existing = await self._find(account_id, r.client_order_id)
+            existing = self._open.get((account_id, r.client_order_id))
             if existing is not None:
-                if not existing.same_as(r):
-                    raise VenueRejected(
-                        f"client_order_id {r.client_order_id!r} was already used for another order",
-                        code="duplicate_client_order_id",
-                    )
-                return existing.view()
-            order = store.build_order(r, f"paper-o-{uuid.uuid4().hex}")
-            quote = await self._last(r.symbol)
-            if quote is None:
-                raise VenueRejected(f"unknown symbol {r.symbol!r}", code="unknown_symbol")
-            held = account.held(r.symbol)
-            if order.reduce_only and held * order.side.sign >= 0:
-                raise VenueRejected("reduce-only order would not reduce a position", code="reduce_only")
-            now = self._now_ns()
-            po = PaperOrder(
-                0, account_id, r.client_order_id, order.type, order, now, now + self._latency_ns, now
-            )
-            if order.side is OrderSide.BUY:
-                need, free = await self._cost(po, quote.price), await self._free(account)
-                if need > free:
-                    raise VenueRejected(
-                        f"insufficient funds: needs {need}, free {free}", code="insufficient_funds"
-                    )
-            order.transition(OrderStatus.VALIDATED)
-            order.transition(OrderStatus.SUBMITTED)
-            if order.time_in_force is TimeInForce.DAY:
-                po.first_day = now // NS_PER_DAY
-            fills: list[VenueFill] = []
-            if self._latency_ns == 0:
-                # The order meets the latest quote at once and is stored with that outcome in
-                # one commit (acknowledgement and fills together).
-                price = quote.price
-                try:
-                    fills = await self._step(
-                        r.symbol, [po], Segment(price, price, price, quote.volume), now, new=po
-                    )
-                except SQLAlchemyError as exc:
-                    raise VenueAmbiguous("the paper store failed while recording the order") from exc
-                except Exception:  # acknowledged all the same: the order rests for the next bar
-                    log.exception("paper.match_failed", symbol=r.symbol)
-                    await self._store_new(po)
-            else:
+                return _again(existing, r)
+            try:
+                return await self._place(account_id, r)
+            except (VenueRejected, VenueUnavailable, _Taken) as exc:
+                # An order this account already has under the client order id answers a retried
+                # submission, whatever else would refuse it. Only the open ones are in memory;
+                # the rest are read here, when a refusal or the unique key says one may exist,
+                # rather than before every order.
+                existing = await self._find(account_id, r.client_order_id)
+                if existing is not None:
+                    return _again(existing, r)
+                if isinstance(exc, _Taken):
+                    raise VenueAmbiguous("the paper store refused the order and has no such order") from exc
+                raise
+
+    async def _place(self, account_id: str, r: OrderRequest) -> VenueOrder:
+        """Accept a new order (call under the lock): refuse it, or store it with what it met."""
+        account = self._accounts[account_id]
+        order = store.build_order(r, f"paper-o-{uuid.uuid4().hex}")
+        quote = await self._last(r.symbol)
+        if quote is None:
+            raise VenueRejected(f"unknown symbol {r.symbol!r}", code="unknown_symbol")
+        held = account.held(r.symbol)
+        if order.reduce_only and held * order.side.sign >= 0:
+            raise VenueRejected("reduce-only order would not reduce a position", code="reduce_only")
+        now = self._now_ns()
+        po = PaperOrder(0, account_id, r.client_order_id, order.type, order, now, now + self._latency_ns, now)
+        if order.side is OrderSide.BUY:
+            need, free = await self._cost(po, quote.price), await self._free(account)
+            if need > free:
+                raise VenueRejected(
+                    f"insufficient funds: needs {need}, free {free}", code="insufficient_funds"
+                )
+        order.transition(OrderStatus.VALIDATED)
+        order.transition(OrderStatus.SUBMITTED)
+        if order.time_in_force is TimeInForce.DAY:
+            po.first_day = now // NS_PER_DAY
+        fills: list[VenueFill] = []
+        if self._latency_ns == 0:
+            # The order meets the latest quote at once and is stored with that outcome in
+            # one commit (acknowledgement and fills together).
+            price = quote.price
+            try:
+                fills = await self._step(
+                    r.symbol, [po], Segment(price, price, price, quote.volume), now, new=po
+                )
+            except IntegrityError as exc:  # the client order id is taken: _submit decides
+                raise _Taken from exc
+            except SQLAlchemyError as exc:
+                raise VenueAmbiguous("the paper store failed while recording the order") from exc
+            except Exception:  # acknowledged all the same: the order rests for the next bar
+                log.exception("paper.match_failed", symbol=r.symbol)
                 await self._store_new(po)
-            if order.status.is_open:
-                self._ensure_stream(r.symbol, quote)
-            # Like a real venue's answer to a market order (Binance's FULL response): the order
-            # as it stands after the immediate match, with its fills, so they are booked at once.
-            return dataclasses.replace(po.view(), fills=tuple(fills))
+        else:
+            await self._store_new(po)
+        if order.status.is_open:
+            self._ensure_stream(r.symbol, quote)
+        # Like a real venue's answer to a market order (Binance's FULL response): the order
+        # as it stands after the immediate match, with its fills, so they are booked at once.
+        return dataclasses.replace(po.view(), fills=tuple(fills))
 
     async def _store_new(self, po: PaperOrder) -> None:
         """Record an acknowledged order that has not met a price yet (call under the lock)."""
         try:
             async with self._sessions.begin() as s:
                 po.seq = await store.insert_order(s, po, at=self._clock.now())
+        except IntegrityError as exc:  # the client order id is taken: _submit decides
+            raise _Taken from exc
         except SQLAlchemyError as exc:
             raise VenueAmbiguous("the paper store failed while recording the order") from exc
         self._accept(po)
@@ -515,86 +538,3 @@ class PaperExchange:
             if po.account_id == account.account_id and po.order.side is OrderSide.BUY:
                 reserved += await self._cost(po)
         return account.cash - reserved
-
-
-class PaperVenue:
-    """One paper account: the ``core.venue.Venue`` the trading service calls."""
-
-    name = "paper"
-    reports_positions = True
-
-    def __init__(self, exchange: PaperExchange, account_id: str) -> None:
-        self._x = exchange
-        self.account_id = account_id
-        self.reports = Reports()
-
-    async def connect(self) -> None:
-        self._x._require_started()
-        self.reports.reopen()
-
-    async def close(self) -> None:
-        """End this account's event streams; its orders keep working on the exchange."""
-        self.reports.end()
-
-    async def permissions(self) -> KeyPermissions:
-        return KeyPermissions(can_trade=True, can_withdraw=False, detail="paper account")
-
-    async def instrument(self, symbol: str) -> InstrumentRules | None:
-        if await self._x._last(symbol) is None:
-            return None
-        currency = self._x._accounts[self.account_id].currency
-        for quote in _QUOTE_CURRENCIES:
-            if symbol.endswith(quote) and len(symbol) > len(quote):
-                return InstrumentRules(symbol=symbol, base=symbol[: -len(quote)], quote=quote)
-        return InstrumentRules(symbol=symbol, base=symbol, quote=currency)
-
-    async def submit(self, request: OrderRequest) -> VenueOrder:
-        return await self._x._submit(self.account_id, request)
-
-    async def cancel(self, *, client_order_id: str, symbol: str) -> VenueOrder:
-        return await self._x._cancel(self.account_id, client_order_id, symbol)
-
-    async def fetch_order(self, *, client_order_id: str, symbol: str) -> VenueOrder | None:
-        async with self._x._lock:
-            po = await self._x._find(self.account_id, client_order_id)
-        return None if po is None or po.order.symbol != symbol else po.view()
-
-    async def open_orders(self, *, symbol: str | None = None) -> list[VenueOrder]:
-        async with self._x._lock:
-            mine = [p for p in self._x._open.values() if p.account_id == self.account_id]
-            return [p.view() for p in sorted(mine, key=lambda p: p.seq) if symbol in (None, p.order.symbol)]
-
-    async def fills(
-        self, *, symbol: str | None = None, since_ns: int | None = None, client_order_id: str | None = None
-    ) -> list[VenueFill]:
-        try:
-            async with self._x._sessions() as s:
-                return await store.load_fills(
-                    s,
-                    account_id=self.account_id,
-                    symbol=symbol,
-                    since_ns=since_ns,
-                    client_order_id=client_order_id,
-                )
-        except SQLAlchemyError as exc:
-            raise VenueUnavailable("the paper store is unavailable") from exc
-
-    async def balances(self) -> list[VenueBalance]:
-        """Cash is initial cash minus buys and fees plus sells; ``free`` holds back open buys."""
-        async with self._x._lock:
-            account = self._x._accounts[self.account_id]
-            free = await self._x._free(account)
-            return [VenueBalance(currency=account.currency, total=account.cash, free=max(free, _ZERO))]
-
-    async def positions(self) -> list[VenuePosition]:
-        async with self._x._lock:
-            held = self._x._accounts[self.account_id].positions
-            return [
-                VenuePosition(symbol=s, quantity=p.quantity, average_price=p.average_price)
-                for s, p in sorted(held.items())
-                if p.quantity != 0
-            ]
-
-    def events(self) -> AsyncIterator[VenueEvent]:
-        """Execution reports from now on, until ``close`` (see ``paper_streams.Reports``)."""
-        return self.reports.subscribe()

@@ -16,7 +16,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from algotrendy.engine.ledger import Ledger
@@ -38,19 +37,39 @@ class Books:
     _balances_before: dict[tuple[str, str], Decimal]
 
     @classmethod
-    async def load(cls, session: AsyncSession, portfolio_id: uuid.UUID) -> Books:
-        balances = await store.balance_rows(session, portfolio_id)
-        reservations = await store.reservation_rows(session, portfolio_id)
+    async def load(
+        cls,
+        session: AsyncSession,
+        portfolio_id: uuid.UUID,
+        *,
+        order_id: uuid.UUID | None = None,
+        balances: dict[tuple[str, str], Decimal] | None = None,
+    ) -> Books:
+        """The account's balances (``balances`` when the caller read them in this transaction)
+        and reservations: all of them, or only ``order_id``'s when only that order's matters
+        (a fill or the end of that order; a new order has none yet: ``order_id`` of a new id).
+        Reservations are per order, so the ones not loaded are neither read nor written."""
+        if balances is None:
+            balances = await store.balance_rows(session, portfolio_id)
+        reservations = await store.reservation_rows(session, portfolio_id, order_id)
         ledger = Ledger()
         ledger.balances.update(balances)
         ledger.reservations.update(reservations)
         return cls(portfolio_id, ledger, 0, dict(reservations), dict(balances))
 
+    @classmethod
+    def new_order(cls, portfolio_id: uuid.UUID, balances: dict[tuple[str, str], Decimal]) -> Books:
+        """The books for placing a new order: the balances as read in this transaction and no
+        reservation (the new order has none yet; the others are not touched)."""
+        ledger = Ledger()
+        ledger.balances.update(balances)
+        return cls(portfolio_id, ledger, 0, {}, dict(balances))
+
     async def save(self, session: AsyncSession, now: datetime) -> None:
         new = self.ledger.journal[self._journal_start :]
         if new:
             await session.execute(
-                insert(store.ledger),
+                store.INSERT_LEDGER,
                 [
                     {
                         "portfolio_id": self.portfolio_id,
@@ -65,6 +84,7 @@ class Books:
                     for p in t.postings
                 ],
             )
+        changed = []
         for key, value in self.ledger.balances.items():
             before = self._balances_before.get(key)
             if before == value:
@@ -72,41 +92,44 @@ class Books:
             account, currency = key
             if before is None:
                 await session.execute(
-                    insert(store.balances).values(
-                        portfolio_id=self.portfolio_id, account=account, currency=currency, amount=value
-                    )
+                    store.INSERT_BALANCE,
+                    {
+                        "portfolio_id": self.portfolio_id,
+                        "account": account,
+                        "currency": currency,
+                        "amount": value,
+                    },
                 )
             else:
-                await session.execute(
-                    update(store.balances)
-                    .where(
-                        store.balances.c.portfolio_id == self.portfolio_id,
-                        store.balances.c.account == account,
-                        store.balances.c.currency == currency,
-                    )
-                    .values(amount=value)
+                changed.append(
+                    {
+                        "b_pid": self.portfolio_id,
+                        "b_account": account,
+                        "b_currency": currency,
+                        "b_amount": value,
+                    }
                 )
+        if changed:
+            await session.execute(store.UPDATE_BALANCE, changed)
         now_reserved = self.ledger.reservations
         for order_id, before_res in self._reserved_before.items():
             if order_id not in now_reserved:
-                await session.execute(
-                    delete(store.reservations).where(store.reservations.c.order_id == uuid.UUID(order_id))
-                )
+                await session.execute(store.DELETE_RESERVATION, {"r_id": uuid.UUID(order_id)})
             elif now_reserved[order_id] != before_res:
                 await session.execute(
-                    update(store.reservations)
-                    .where(store.reservations.c.order_id == uuid.UUID(order_id))
-                    .values(amount=now_reserved[order_id][1])
+                    store.UPDATE_RESERVATION,
+                    {"r_id": uuid.UUID(order_id), "r_amount": now_reserved[order_id][1]},
                 )
         for order_id, (currency, amount) in now_reserved.items():
             if order_id not in self._reserved_before:
                 await session.execute(
-                    insert(store.reservations).values(
-                        order_id=uuid.UUID(order_id),
-                        portfolio_id=self.portfolio_id,
-                        currency=currency,
-                        amount=amount,
-                    )
+                    store.INSERT_RESERVATION,
+                    {
+                        "order_id": uuid.UUID(order_id),
+                        "portfolio_id": self.portfolio_id,
+                        "currency": currency,
+                        "amount": amount,
+                    },
                 )
         self._journal_start = len(self.ledger.journal)
         self._balances_before = dict(self.ledger.balances)
@@ -160,16 +183,17 @@ async def save_position(
     if row is None:
         position_id = uuid.uuid4()
         await session.execute(
-            insert(store.positions).values(
-                id=position_id,
-                portfolio_id=portfolio_id,
-                owner_id=owner_id,
-                symbol=position.symbol,
+            store.INSERT_POSITION,
+            {
+                "id": position_id,
+                "portfolio_id": portfolio_id,
+                "owner_id": owner_id,
+                "symbol": position.symbol,
                 **values,
-            )
+            },
         )
         return position_id, kind
-    await session.execute(update(store.positions).where(store.positions.c.id == row["id"]).values(**values))
+    await session.execute(store.UPDATE_POSITION, {**values, "p_id": row["id"]})
     return row["id"], kind
 
 

@@ -10,10 +10,9 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from algotrendy.core.venue import VenueFill
+from algotrendy.core.venue import VenueFill, VenueOrder
 from algotrendy.db.outbox import Outbox
 from algotrendy.engine.orders import Fill, Order, OrderError, OrderSide, OrderStatus, OrderType
 from algotrendy.engine.risk import RiskDecision
@@ -129,17 +128,59 @@ def new_order_row(
     }
 
 
+def external_order_row(
+    order_id: uuid.UUID, account: dict[str, Any], vo: VenueOrder, now: datetime
+) -> dict[str, Any]:
+    """The row of an order the venue has and we did not place (adopted by reconciliation)."""
+    return {
+        "id": order_id,
+        "portfolio_id": account["portfolio_id"],
+        "owner_id": account["owner_id"],
+        "client_order_id": vo.client_order_id,
+        "idempotency_key": None,
+        "request_hash": "external",
+        "symbol": vo.symbol,
+        "side": vo.side,
+        "order_type": vo.type,
+        "time_in_force": vo.time_in_force,
+        "quantity": vo.quantity,
+        "filled_quantity": ZERO,
+        "average_price": None,
+        "fees": ZERO,
+        "limit_price": vo.limit_price,
+        "stop_price": vo.stop_price,
+        "trail_percent": None,
+        "reduce_only": False,
+        "status": OrderStatus.SUBMITTED.value,
+        "venue": account["venue"],
+        "venue_state": VenueState.ACKNOWLEDGED.value,
+        "venue_order_id": vo.venue_order_id,
+        "reason": "adopted from the venue by reconciliation",
+        "risk": None,
+        "reference_price": None,
+        "replaces_order_id": None,
+        "deployment_id": None,
+        "local_id": None,
+        "tag": None,
+        "created_at": now,
+        "updated_at": now,
+        "submitted_at": now,
+        "acknowledged_at": now,
+        "first_fill_at": None,
+    }
+
+
 async def insert_order(
     session: AsyncSession, outbox: Outbox, row: dict[str, Any], decision: RiskDecision
 ) -> None:
-    await session.execute(insert(store.orders).values(**row))
+    await session.execute(store.INSERT_ORDER, row)
     at = row["created_at"]
     created = dict(row, status="created")
     await outbox.add(session, order_event(OrderCreated, created))
     if decision.allowed:
         steps = ((None, "created"), ("created", "validated"), ("validated", "submitted"))
         await session.execute(
-            insert(store.order_events),
+            store.INSERT_ORDER_EVENTS,
             [
                 {
                     "order_id": row["id"],
@@ -170,7 +211,8 @@ async def book_fill_row(
     vf: VenueFill,
     now: datetime,
 ) -> dict[str, Any] | None:
-    """Book one new fill; the order row as it now stands, ``None`` if the fill was refused."""
+    """Book one new fill; the order row as it now stands (every column), ``None`` if the fill
+    was refused."""
     fill = Fill(
         fill_id=vf.trade_id,
         order_id=str(row["id"]),
@@ -207,37 +249,26 @@ async def book_fill_row(
     executed = datetime.fromtimestamp(vf.ts_ns / 1e9, UTC) if vf.ts_ns else now
     fill_row_id = uuid.uuid4()
     await session.execute(
-        insert(store.fills).values(
-            id=fill_row_id,
-            portfolio_id=row["portfolio_id"],
-            order_id=row["id"],
-            venue=row["venue"],
-            trade_id=vf.trade_id,
-            symbol=row["symbol"],
-            side=row["side"],
-            quantity=vf.quantity,
-            price=vf.price,
-            fee=vf.fee,
-            fee_currency=vf.fee_currency or account["currency"],
-            executed_at=executed,
-            created_at=now,
-        )
+        store.INSERT_FILL,
+        {
+            "id": fill_row_id,
+            "portfolio_id": row["portfolio_id"],
+            "order_id": row["id"],
+            "venue": row["venue"],
+            "trade_id": vf.trade_id,
+            "symbol": row["symbol"],
+            "side": row["side"],
+            "quantity": vf.quantity,
+            "price": vf.price,
+            "fee": vf.fee,
+            "fee_currency": vf.fee_currency or account["currency"],
+            "executed_at": executed,
+            "created_at": now,
+        },
     )
-    prow = (
-        (
-            await session.execute(
-                select(store.positions).where(
-                    store.positions.c.portfolio_id == row["portfolio_id"],
-                    store.positions.c.symbol == row["symbol"],
-                )
-            )
-        )
-        .mappings()
-        .first()
-    )
-    prow_d = dict(prow) if prow is not None else None
+    prow_d = await store.position_row(session, row["portfolio_id"], row["symbol"])
     position = position_from_row(prow_d, row["symbol"])
-    books = await Books.load(session, row["portfolio_id"])
+    books = await Books.load(session, row["portfolio_id"], order_id=row["id"])
     book_fill(books, position, fill, account["currency"])
     status = order.status
     if status is OrderStatus.FILLED:
@@ -252,31 +283,24 @@ async def book_fill_row(
         price=vf.price,
         now=now,
     )
-    await store.update_order(
-        session,
-        row["id"],
-        filled_quantity=order.filled_quantity,
-        average_price=order.average_price,
-        fees=order.fees,
-        status=status.value,
-        updated_at=now,
-        first_fill_at=row["first_fill_at"] or now,
+    changes = {
+        "filled_quantity": order.filled_quantity,
+        "average_price": order.average_price,
+        "fees": order.fees,
+        "status": status.value,
+        "updated_at": now,
+        "first_fill_at": row["first_fill_at"] or now,
         # A fill proves the venue has the order: it is acknowledged (and no longer unknown).
-        venue_state=VenueState.ACKNOWLEDGED.value,
-        venue_order_id=row["venue_order_id"] or vf.venue_order_id,
-        acknowledged_at=row["acknowledged_at"] or now,
-    )
+        "venue_state": VenueState.ACKNOWLEDGED.value,
+        "venue_order_id": row["venue_order_id"] or vf.venue_order_id,
+        "acknowledged_at": row["acknowledged_at"] or now,
+    }
+    await store.update_order(session, row["id"], **changes)
     detail = f"fill {vf.trade_id}: {vf.quantity} @ {vf.price}" + (" (late fill)" if late else "")
     await store.record_event(
         session, row["id"], before.value, status.value, accepted=True, detail=detail, at=now
     )
-    new = dict(
-        row,
-        status=status.value,
-        filled_quantity=order.filled_quantity,
-        average_price=order.average_price,
-        venue_state=VenueState.ACKNOWLEDGED.value,
-    )
+    new = dict(row, **changes)
     await outbox.add(
         session,
         FillExecuted(

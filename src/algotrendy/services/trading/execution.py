@@ -24,14 +24,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from algotrendy.core.clock import Clock
@@ -60,6 +59,7 @@ from algotrendy.services.trading.accounts import Books
 from algotrendy.services.trading.bookings import (
     book_fill_row,
     engine_order,
+    external_order_row,
     insert_order,
     order_event,
 )
@@ -70,50 +70,19 @@ from algotrendy.services.trading.interface import (
     OrderUnknown,
     VenueState,
 )
+from algotrendy.services.trading.seen import Seen
 
 log = structlog.get_logger(__name__)
 ZERO = Decimal(0)
 RESOLVE_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+_FINAL_NEWS = frozenset({OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED})
 
 
-class Seen:
-    """What this process already knows it has applied, so a venue report it repeats (the stream
-    echoing the submit answer, a fill delivered twice) is dropped without a database read.
-
-    Only lower bounds are kept: an order's acknowledgement, status and booked quantity only ever
-    move forward, and a trade id once booked stays booked, so a remembered state can make a
-    report look new (then the database decides) but never hide one that is. Bounded: the oldest
-    entries are forgotten first, and a forgotten one is simply read again.
-    """
-
-    def __init__(self, capacity: int = 100_000) -> None:
-        self._capacity = capacity
-        self.fills: OrderedDict[tuple[uuid.UUID, str], None] = OrderedDict()
-        self.orders: OrderedDict[str, tuple[bool, OrderStatus, Decimal]] = OrderedDict()
-
-    def fill(self, portfolio_id: uuid.UUID, trade_id: str) -> None:
-        self.fills[(portfolio_id, trade_id)] = None
-        if len(self.fills) > self._capacity:
-            self.fills.popitem(last=False)
-
-    def order(self, row: dict[str, Any]) -> None:
-        self.orders[row["client_order_id"]] = (
-            row["venue_state"] == VenueState.ACKNOWLEDGED.value,
-            OrderStatus(row["status"]),
-            row["filled_quantity"],
-        )
-        self.orders.move_to_end(row["client_order_id"])
-        if len(self.orders) > self._capacity:
-            self.orders.popitem(last=False)
-
-    def nothing_new(self, vo: VenueOrder) -> bool:
-        known = self.orders.get(vo.client_order_id)
-        if known is None:
-            return False
-        acknowledged, status, filled = known
-        target = OrderStatus(vo.status)
-        final_news = target in (OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED)
-        return acknowledged and vo.filled_quantity <= filled and (not final_news or status.is_final)
+def _nothing_to_acknowledge(row: dict[str, Any], vo: VenueOrder) -> bool:
+    """The order is acknowledged already and the report ends nothing that has not ended."""
+    return row["venue_state"] == VenueState.ACKNOWLEDGED.value and (
+        OrderStatus(vo.status) not in _FINAL_NEWS or OrderStatus(row["status"]).is_final
+    )
 
 
 class Execution:
@@ -134,6 +103,8 @@ class Execution:
         self._tasks: set[asyncio.Task[None]] = set()
         self.unknown_grace = timedelta(minutes=2)
         self.seen = Seen()
+        self._in_flight: dict[str, asyncio.Event] = {}
+        """Orders being sent, by client order id: set once the venue's answer is applied."""
         self._cancel_reasons: dict[str, str] = {}
         """Why a cancel was asked, by client order id: the venue's stream may report the
         cancellation before the cancel call returns."""
@@ -147,9 +118,12 @@ class Execution:
     async def insert_order(self, session: AsyncSession, row: dict[str, Any], decision: RiskDecision) -> None:
         await insert_order(session, self.outbox, row, decision)
 
-    async def send(self, order_id: uuid.UUID, venue: Venue) -> OrderRead:
-        async with self.sessions() as session:
-            row = await store.order_by_id(session, order_id)
+    async def send(self, order_id: uuid.UUID, venue: Venue, row: dict[str, Any] | None = None) -> OrderRead:
+        """Ask the venue for a committed intent (``row``: the order as committed, else read) and
+        apply its answer; the order as it then stands."""
+        if row is None:
+            async with self.sessions() as session:
+                row = await store.order_by_id(session, order_id)
         assert row is not None
         request = OrderRequest(
             client_order_id=row["client_order_id"],
@@ -163,6 +137,7 @@ class Execution:
             trail_percent=row["trail_percent"],
             reduce_only=row["reduce_only"],
         )
+        final: dict[str, Any] | None = None
         try:
             answer = await venue.submit(request)
         except (VenueRejected, VenueUnavailable) as exc:
@@ -173,9 +148,20 @@ class Execution:
             await self._mark_unknown(row, str(exc))
             self.spawn(self.resolve(row["portfolio_id"], row["client_order_id"], row["symbol"], venue))
         else:
-            self._fail.hit("trading.after_send")
-            await self.on_venue_order(row["portfolio_id"], answer, venue=venue)
-            self._fail.hit("trading.after_ack")
+            # The venue's stream may repeat the answer (the paper venue publishes it before it
+            # returns): the stream's reports on this order wait until the answer is applied, then
+            # are dropped as known (``Seen``) or applied. Set before this coroutine yields again.
+            gate = self._in_flight[row["client_order_id"]] = asyncio.Event()
+            try:
+                self._fail.hit("trading.after_send")
+                final = await self.on_venue_order(row["portfolio_id"], answer, venue=venue)
+                self._fail.hit("trading.after_ack")
+            finally:
+                if self._in_flight.get(row["client_order_id"]) is gate:
+                    del self._in_flight[row["client_order_id"]]
+                gate.set()
+        if final is not None:
+            return reads.order(store.as_stored(final))
         async with self.sessions() as session:
             final = await store.order_by_id(session, order_id)
         return reads.order(final or row)
@@ -253,6 +239,9 @@ class Execution:
     async def on_venue_event(
         self, portfolio_id: uuid.UUID, event: VenueOrder | VenueFill, venue: Venue
     ) -> None:
+        gate = self._in_flight.get(event.client_order_id)
+        if gate is not None:
+            await gate.wait()
         if isinstance(event, VenueFill):
             await self.on_fill(portfolio_id, event, venue=venue)
         else:
@@ -260,21 +249,26 @@ class Execution:
 
     async def on_venue_order(
         self, portfolio_id: uuid.UUID, vo: VenueOrder, *, venue: Venue, reason: str | None = None
-    ) -> None:
+    ) -> dict[str, Any] | None:
+        """Apply a venue report on an order: its fills, its acknowledgement, its final status.
+        Returns the order row as committed when the report was applied in one transaction."""
         if reason is None and self.seen.nothing_new(vo):
-            return
+            return None
+        applied = await self._apply_at_once(portfolio_id, vo, reason)
+        if applied is not None:
+            return applied
         async with self.sessions() as session:
             row = await store.order_by_client_id(session, vo.client_order_id)
         if row is not None and row["portfolio_id"] == portfolio_id:
             self.seen.order(row)
         if row is None:
             if not await self.adopt(portfolio_id, vo):
-                return
+                return None
             async with self.sessions() as session:
                 row = await store.order_by_client_id(session, vo.client_order_id)
             assert row is not None
         if row["portfolio_id"] != portfolio_id:
-            return  # another portfolio on the same venue account: its own stream applies it
+            return None  # another portfolio on the same venue account: its own stream applies it
         if vo.filled_quantity > row["filled_quantity"]:
             # The venue filled more than we booked: book those fills first (they carry the
             # prices and trade ids; the answer may bring them, else they are fetched); status
@@ -293,38 +287,93 @@ class Execution:
                     since=row["created_at"],
                     client_order_id=vo.client_order_id,
                 )
-        target = OrderStatus(vo.status)
-        final_news = target in (OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED)
-        if row["venue_state"] == VenueState.ACKNOWLEDGED.value and (
-            not final_news or OrderStatus(row["status"]).is_final
-        ):
-            return  # nothing new (the stream repeats what the submit answer already said)
+        if _nothing_to_acknowledge(row, vo):
+            return None  # nothing new (the stream repeats what the submit answer already said)
         async with self.sessions() as session, session.begin():
             await store.lock_account(session, portfolio_id)
             row = await store.order_by_client_id(session, vo.client_order_id)
             assert row is not None
-            now = self.clock.now()
-            if row["venue_state"] != VenueState.ACKNOWLEDGED.value:
-                await store.update_order(
-                    session,
-                    row["id"],
-                    venue_state=VenueState.ACKNOWLEDGED.value,
-                    venue_order_id=vo.venue_order_id,
-                    acknowledged_at=now,
-                    updated_at=now,
-                )
-            ended = None
-            if final_news:
-                asked = (
-                    self._cancel_reasons.pop(vo.client_order_id, None)
-                    if target is OrderStatus.CANCELLED
-                    else None
-                )
-                why = reason or asked or vo.reason or f"{target.value} by the venue"
-                if await self._transition(session, row, target, why):
-                    ended = (dict(row, status=target.value, reason=why), target, why)
+            _, ended = await self._acknowledge(session, row, vo, reason)
         if ended is not None:
             await self._notify_final(*ended)
+        return None
+
+    async def _apply_at_once(
+        self, portfolio_id: uuid.UUID, vo: VenueOrder, reason: str | None
+    ) -> dict[str, Any] | None:
+        """The common report, applied in ONE transaction under the account lock: an order we
+        have, its fills that the report carries and are not booked yet (each exactly as
+        ``on_fill`` books it), then its acknowledgement and final status (as the general path
+        below). ``None`` (nothing written but fills it could book) when the general path must
+        take over: an order we do not have or another portfolio's, or fills the report lacks."""
+        if any(vf.client_order_id != vo.client_order_id for vf in vo.fills):
+            return None
+        booked: list[tuple[dict[str, Any], VenueFill]] = []
+        seen_fills: list[str] = []
+        ended = None
+        complete = False
+        async with self.sessions() as session, session.begin():
+            account = await store.lock_account(session, portfolio_id)
+            if account is None:
+                return None
+            row = await store.order_by_client_id(session, vo.client_order_id)
+            if row is None or row["portfolio_id"] != portfolio_id:
+                return None
+            now = self.clock.now()
+            for vf in vo.fills:
+                if (portfolio_id, vf.trade_id) in self.seen.fills or await store.fill_exists(
+                    session, portfolio_id, vf.trade_id
+                ):
+                    seen_fills.append(vf.trade_id)
+                    continue
+                new = await book_fill_row(session, self.outbox, account, row, vf, now)
+                seen_fills.append(vf.trade_id)
+                if new is not None:
+                    row = new
+                    booked.append((new, vf))
+            if vo.filled_quantity <= row["filled_quantity"]:
+                complete = True
+                if not _nothing_to_acknowledge(row, vo):
+                    row, ended = await self._acknowledge(session, row, vo, reason)
+        for trade_id in seen_fills:
+            self.seen.fill(portfolio_id, trade_id)
+        await self._after_fills(booked)
+        if ended is not None:
+            await self._notify_final(*ended)
+        if not complete:
+            return None
+        self.seen.order(row)
+        return row
+
+    async def _acknowledge(
+        self, session: AsyncSession, row: dict[str, Any], vo: VenueOrder, reason: str | None
+    ) -> tuple[dict[str, Any], tuple[dict[str, Any], OrderStatus, str] | None]:
+        """Record that the venue has the order and, when the report says it ended, its final
+        status. Returns the row as it now stands, and what ``_notify_final`` is to hear after
+        the commit if the order ended."""
+        target = OrderStatus(vo.status)
+        now = self.clock.now()
+        if row["venue_state"] != VenueState.ACKNOWLEDGED.value:
+            changes = {
+                "venue_state": VenueState.ACKNOWLEDGED.value,
+                "venue_order_id": vo.venue_order_id,
+                "acknowledged_at": now,
+                "updated_at": now,
+            }
+            await store.update_order(session, row["id"], **changes)
+            row = dict(row, **changes)
+        if target in _FINAL_NEWS:
+            asked = (
+                self._cancel_reasons.pop(vo.client_order_id, None)
+                if target is OrderStatus.CANCELLED
+                else None
+            )
+            why = reason or asked or vo.reason or f"{target.value} by the venue"
+            ended = await self._transition(session, row, target, why)
+            if ended is not None:
+                row = ended
+                return row, (dict(row), target, why)
+        return row, None
 
     async def finish(
         self, portfolio_id: uuid.UUID, order_id: uuid.UUID, target: OrderStatus, reason: str
@@ -335,7 +384,7 @@ class Execution:
             assert row is not None
             if target is OrderStatus.REJECTED and row["venue_state"] == VenueState.PENDING.value:
                 await store.update_order(session, order_id, venue_state=VenueState.NONE.value)
-            changed = await self._transition(session, row, target, reason)
+            changed = await self._transition(session, row, target, reason) is not None
         if changed:
             await self._notify_final(dict(row, status=target.value, reason=reason), target, reason)
 
@@ -348,7 +397,9 @@ class Execution:
 
     async def _transition(
         self, session: AsyncSession, row: dict[str, Any], target: OrderStatus, reason: str
-    ) -> bool:
+    ) -> dict[str, Any] | None:
+        """Move the order to ``target`` if the state machine allows it: the row as it now
+        stands, ``None`` (and the refusal recorded) if not."""
         current = OrderStatus(row["status"])
         now = self.clock.now()
         order = engine_order(row)
@@ -360,18 +411,18 @@ class Execution:
                 await store.record_event(
                     session, row["id"], current.value, target.value, accepted=False, detail=str(exc), at=now
                 )
-            return False
+            return None
         await store.update_order(session, row["id"], status=target.value, reason=reason, updated_at=now)
         await store.record_event(
             session, row["id"], current.value, target.value, accepted=True, detail=reason, at=now
         )
         if target.is_final:
-            books = await Books.load(session, row["portfolio_id"])
+            books = await Books.load(session, row["portfolio_id"], order_id=row["id"])
             books.ledger.release(str(row["id"]))
             await books.save(session, now)
-        new = dict(row, status=target.value, reason=reason)
+        new = dict(row, status=target.value, reason=reason, updated_at=now)
         await self.outbox.add(session, order_event(STATUS_EVENTS[target], new))
-        return True
+        return new
 
     async def on_fill(self, portfolio_id: uuid.UUID, vf: VenueFill, *, venue: Venue) -> bool:
         """Apply one venue fill (``False`` if it was applied before)."""
@@ -402,15 +453,20 @@ class Execution:
         self.seen.fill(portfolio_id, vf.trade_id)
         if booked is None:
             return False
-        self.seen.order(booked)
-        if booked["status"] == OrderStatus.PARTIAL_FILL.value:
-            self._fail.hit("trading.after_partial_fill")
-        for listener in self.fill_listeners:
-            try:
-                await listener(booked, vf)
-            except Exception:
-                log.exception("trading.listener.failed", trade_id=vf.trade_id)
+        await self._after_fills([(booked, vf)])
         return True
+
+    async def _after_fills(self, booked: list[tuple[dict[str, Any], VenueFill]]) -> None:
+        """After the commit of booked fills: remember them, tell the listeners."""
+        for row, vf in booked:
+            self.seen.order(row)
+            if row["status"] == OrderStatus.PARTIAL_FILL.value:
+                self._fail.hit("trading.after_partial_fill")
+            for listener in self.fill_listeners:
+                try:
+                    await listener(row, vf)
+                except Exception:
+                    log.exception("trading.listener.failed", trade_id=vf.trade_id)
 
     async def _book(
         self, session: AsyncSession, account: dict[str, Any], row: dict[str, Any], vf: VenueFill
@@ -441,43 +497,8 @@ class Execution:
                     return False
             now = self.clock.now()
             order_id = uuid.uuid4()
-            row = {
-                "id": order_id,
-                "portfolio_id": portfolio_id,
-                "owner_id": account["owner_id"],
-                "client_order_id": vo.client_order_id,
-                "idempotency_key": None,
-                "request_hash": "external",
-                "symbol": vo.symbol,
-                "side": vo.side,
-                "order_type": vo.type,
-                "time_in_force": vo.time_in_force,
-                "quantity": vo.quantity,
-                "filled_quantity": ZERO,
-                "average_price": None,
-                "fees": ZERO,
-                "limit_price": vo.limit_price,
-                "stop_price": vo.stop_price,
-                "trail_percent": None,
-                "reduce_only": False,
-                "status": OrderStatus.SUBMITTED.value,
-                "venue": account["venue"],
-                "venue_state": VenueState.ACKNOWLEDGED.value,
-                "venue_order_id": vo.venue_order_id,
-                "reason": "adopted from the venue by reconciliation",
-                "risk": None,
-                "reference_price": None,
-                "replaces_order_id": None,
-                "deployment_id": None,
-                "local_id": None,
-                "tag": None,
-                "created_at": now,
-                "updated_at": now,
-                "submitted_at": now,
-                "acknowledged_at": now,
-                "first_fill_at": None,
-            }
-            await session.execute(insert(store.orders).values(**row))
+            row = external_order_row(order_id, account, vo, now)
+            await session.execute(store.INSERT_ORDER, row)
             await store.record_event(
                 session, order_id, None, "submitted", accepted=True, detail="adopted", at=now
             )

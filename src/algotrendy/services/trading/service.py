@@ -26,14 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import orjson
 import structlog
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -43,11 +41,9 @@ from algotrendy.core.clock import Clock
 from algotrendy.core.errors import Conflict, Invalid, NotFound, TemporaryError
 from algotrendy.core.failpoints import NONE as NO_FAILPOINTS
 from algotrendy.core.failpoints import Failpoints
-from algotrendy.core.venue import InstrumentRules, QuoteSource, VenueError
+from algotrendy.core.venue import QuoteSource, VenueError
 from algotrendy.db.outbox import Outbox
-from algotrendy.engine.ledger import LedgerError
 from algotrendy.engine.orders import OrderSide, OrderStatus, OrderType
-from algotrendy.engine.risk import Denial, OrderIntent, RiskDecision, RiskLimits, pre_trade_check
 from algotrendy.services.ml.interface import ModelScores
 from algotrendy.services.portfolio.interface import PortfolioApi
 from algotrendy.services.risk.interface import RiskApi
@@ -56,6 +52,7 @@ from algotrendy.services.trading import store
 from algotrendy.services.trading import views as reads
 from algotrendy.services.trading.accounts import Books
 from algotrendy.services.trading.bookings import new_order_row
+from algotrendy.services.trading.checks import check_rules, decide, request_hash, reserve
 from algotrendy.services.trading.connections import Connections
 from algotrendy.services.trading.deploy import BarFeed, Deployments
 from algotrendy.services.trading.execution import Execution
@@ -83,54 +80,11 @@ from algotrendy.services.trading.interface import (
 )
 from algotrendy.services.trading.settings import TradingSettings
 from algotrendy.services.trading.venues import Venues
-from algotrendy.services.trading.views import Snapshot, account_snapshot, execution_stats, list_orders
+from algotrendy.services.trading.views import account_snapshot, execution_stats, list_orders
 
 log = structlog.get_logger(__name__)
 
 ZERO = Decimal(0)
-
-
-def request_hash(request: OrderCreate) -> str:
-    body = request.model_dump(mode="json", exclude={"client_order_id"})
-    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
-def check_rules(
-    request: OrderCreate | OrderModify, rules: InstrumentRules, reference: Decimal | None
-) -> None:
-    """The venue's trading rules, checked before anything is written or sent (422 naming the field)."""
-    if not rules.tradable:
-        raise Invalid(f"{rules.symbol} is not tradable at the venue", field="symbol", code="not_tradable")
-    qty = request.quantity
-    if qty is not None:
-        if rules.min_quantity is not None and qty < rules.min_quantity:
-            raise Invalid(
-                f"quantity {qty} is below the venue minimum {rules.min_quantity} for {rules.symbol}",
-                field="quantity",
-                code="below_minimum",
-            )
-        if rules.quantity_step is not None and rules.quantity_step > 0 and qty % rules.quantity_step != 0:
-            raise Invalid(
-                f"quantity {qty} is not a multiple of the step {rules.quantity_step} for {rules.symbol}",
-                field="quantity",
-                code="off_step",
-            )
-    for name in ("limit_price", "stop_price"):
-        price = getattr(request, name)
-        tick = rules.tick_size
-        if price is not None and tick is not None and tick > 0 and price % tick != 0:
-            raise Invalid(
-                f"{name} {price} is not a multiple of the tick size {tick} for {rules.symbol}",
-                field=name,
-                code="off_tick",
-            )
-    floor = rules.min_notional
-    if qty is not None and floor is not None and reference is not None and qty * reference < floor:
-        raise Invalid(
-            f"order value {qty * reference} is below the venue minimum {floor}",
-            field="quantity",
-            code="below_min_notional",
-        )
 
 
 class TradingService:
@@ -171,6 +125,12 @@ class TradingService:
             allow_base_url=settings.allow_custom_venue_urls,
         )
         self._loop: asyncio.Task[None] | None = None
+        self._order_accounts: dict[uuid.UUID, dict[str, Any]] = {}
+        self._day_marks: dict[uuid.UUID, tuple[date, Decimal]] = {}
+        """The latest start-of-day equity mark the order path committed or read, per portfolio
+        (a mark is stored once and never changed)."""
+        """Account rows the order path has seen, for what never changes in them (owner, venue,
+        connection, currency); what may change (the halt) is read under the lock per order."""
         self.reconciled = asyncio.Event()
         """Set once every account has been reconciled after start (strategies wait for it)."""
         self.deployments_ = Deployments(
@@ -289,6 +249,8 @@ class TradingService:
     async def _existing(
         self, owner_id: uuid.UUID, request: OrderCreate, key: str | None, digest: str
     ) -> OrderRead | None:
+        if request.client_order_id is None and key is None:
+            return None  # nothing to look up: the order gets a new client order id
         async with self._sessions() as session:
             row = None
             if request.client_order_id is not None:
@@ -322,7 +284,10 @@ class TradingService:
         found = await self._existing(owner_id, request, idempotency_key, digest)
         if found is not None:
             return found, False
-        account = await self._account(owner_id, request.portfolio_id)
+        account = self._order_accounts.get(request.portfolio_id)
+        if account is None or account["owner_id"] != owner_id:
+            account = await self._account(owner_id, request.portfolio_id)
+            self._order_accounts[request.portfolio_id] = account
         venue = await self._venues.venue(account)
         rules = await self._venues.rules(venue, request.symbol)
         if rules is None:
@@ -347,11 +312,12 @@ class TradingService:
                     mark_day=True,
                     order_times=limits.max_orders_per_minute is not None,
                     peak=False,
+                    known_mark=self._day_marks.get(request.portfolio_id),
                 )
-                decision = self._decide(request, reference, snapshot, limits, locked)
-                books = await Books.load(session, request.portfolio_id)
+                decision = decide(request, reference, snapshot, limits, locked, self._clock.now())
+                books = Books.new_order(request.portfolio_id, snapshot.balances)
                 if decision.allowed and request.side is OrderSide.BUY:
-                    decision = self._reserve(books, order_id, request, reference, locked)
+                    decision = reserve(books, order_id, request, reference, locked, self._settings)
                 row = new_order_row(
                     order_id=order_id,
                     owner_id=owner_id,
@@ -369,6 +335,10 @@ class TradingService:
                 )
                 await self.execution.insert_order(session, row, decision)
                 await books.save(session, now)
+            # Committed: the day's mark is in the database (stored once, never changed).
+            if len(self._day_marks) > 10_000:
+                self._day_marks.clear()
+            self._day_marks[request.portfolio_id] = (snapshot.day, snapshot.view.day_start_equity)
         except IntegrityError:
             # A concurrent request with the same key or client id won the race: answer with it.
             found = await self._existing(owner_id, request, idempotency_key, digest)
@@ -380,66 +350,7 @@ class TradingService:
             log.info("trading.order.denied", order_id=str(order_id), reason=decision.reason)
             async with self._sessions() as session:
                 return reads.order(await store.order_by_id(session, order_id) or {}), True
-        return await self.execution.send(order_id, venue), True
-
-    def _decide(
-        self,
-        request: OrderCreate,
-        reference: Decimal,
-        snapshot: Snapshot,
-        limits: RiskLimits[Decimal],
-        account: dict[str, Any],
-    ) -> RiskDecision:
-        view = snapshot.view
-        intent = OrderIntent(
-            symbol=request.symbol,
-            side=request.side,
-            quantity=request.quantity,
-            price=reference,
-            reduce_only=request.reduce_only,
-        )
-        decision = pre_trade_check(intent, view, limits, int(self._clock.now().timestamp() * 1_000_000_000))
-        extra: list[Denial] = []
-        if account["halted_reason"]:
-            extra.append(Denial("account_halted", f"trading is halted: {account['halted_reason']}"))
-        if request.side is OrderSide.SELL and not account["allow_short"]:
-            held = view.holdings.get(request.symbol)
-            have = held.quantity + min(held.pending, ZERO) if held is not None else ZERO
-            if request.quantity > have:
-                extra.append(
-                    Denial(
-                        "short_not_allowed",
-                        f"selling {request.quantity} {request.symbol} needs a position of that size "
-                        f"(free: {have}); short selling is off for this portfolio",
-                    )
-                )
-        return RiskDecision(decision.denials + tuple(extra)) if extra else decision
-
-    def _reserve(
-        self,
-        books: Books,
-        order_id: uuid.UUID,
-        request: OrderCreate,
-        reference: Decimal,
-        account: dict[str, Any],
-    ) -> RiskDecision:
-        s = self._settings
-        buffer = ZERO if request.order_type in NEEDS_LIMIT else s.market_reserve_buffer
-        amount = request.quantity * reference * (1 + buffer) * (1 + s.reserve_fee_rate)
-        try:
-            books.ledger.reserve(str(order_id), str(account["currency"]), amount)
-        except LedgerError:
-            available = books.ledger.available(str(account["currency"]))
-            return RiskDecision(
-                (
-                    Denial(
-                        "insufficient_cash",
-                        f"the order needs {amount:.2f} {account['currency']} set aside; "
-                        f"{available:.2f} is available",
-                    ),
-                )
-            )
-        return RiskDecision()
+        return await self.execution.send(order_id, venue, row), True
 
     async def _reference_price(
         self, request: OrderCreate | OrderModify, symbol: str | None = None
@@ -625,10 +536,10 @@ class TradingService:
         limits = (await self._risk().limits_for(portfolio_id=request.portfolio_id)).engine_limits()
         async with self._sessions() as session:
             snapshot = await account_snapshot(session, account, self._quotes, self._clock)
-            decision = self._decide(request, reference, snapshot, limits, account)
+            decision = decide(request, reference, snapshot, limits, account, self._clock.now())
             if decision.allowed and request.side is OrderSide.BUY:
-                books = await Books.load(session, request.portfolio_id)
-                decision = self._reserve(books, uuid.uuid4(), request, reference, account)
+                books = Books.new_order(request.portfolio_id, snapshot.balances)
+                decision = reserve(books, uuid.uuid4(), request, reference, account, self._settings)
         return RiskCheckRead(
             allowed=decision.allowed,
             reasons=[RiskReason(code=d.code, message=d.message) for d in decision.denials],

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -41,6 +41,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    bindparam,
     insert,
     select,
     update,
@@ -48,7 +49,6 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from algotrendy.db.base import metadata
-from algotrendy.db.engine import is_sqlite
 from algotrendy.db.types import DecimalString, UTCDateTime
 
 _Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -244,39 +244,95 @@ connections = Table(
 )
 
 
+# The order path's statements, built once: a statement built per call costs more Python than
+# running it (SQLAlchemy memoizes the cache key of a statement object, not of a rebuilt one).
+_ACCOUNT = select(accounts).where(accounts.c.portfolio_id == bindparam("pid"))
+_ACCOUNT_FOR_UPDATE = _ACCOUNT.with_for_update()
+_ORDER_BY_ID = select(orders).where(orders.c.id == bindparam("oid"))
+_ORDER_BY_CLIENT_ID = select(orders).where(orders.c.client_order_id == bindparam("coid"))
+_FILL_EXISTS = select(fills.c.id).where(
+    fills.c.portfolio_id == bindparam("pid"), fills.c.trade_id == bindparam("trade")
+)
+_BALANCES = select(balances.c.account, balances.c.currency, balances.c.amount).where(
+    balances.c.portfolio_id == bindparam("pid")
+)
+_RESERVATIONS = select(reservations.c.order_id, reservations.c.currency, reservations.c.amount).where(
+    reservations.c.portfolio_id == bindparam("pid")
+)
+_RESERVATION = select(reservations.c.order_id, reservations.c.currency, reservations.c.amount).where(
+    reservations.c.order_id == bindparam("oid")
+)
+_POSITION = select(positions).where(
+    positions.c.portfolio_id == bindparam("pid"), positions.c.symbol == bindparam("symbol")
+)
+_POSITIONS = (
+    select(positions).where(positions.c.portfolio_id == bindparam("pid")).order_by(positions.c.symbol)
+)
+_OPEN_ORDERS = (
+    select(orders)
+    .where(
+        orders.c.portfolio_id == bindparam("pid"),
+        orders.c.status.in_(("created", "validated", "submitted", "partial_fill")),
+    )
+    .order_by(orders.c.created_at)
+)
+_DAY_MARK = select(day_marks.c.equity).where(
+    day_marks.c.portfolio_id == bindparam("pid"), day_marks.c.day == bindparam("day")
+)
+_RECORD_EVENT = insert(order_events)
+_UPDATE_ORDER = update(orders).where(orders.c.id == bindparam("o_id"))
+INSERT_ORDER = insert(orders)
+INSERT_FILL = insert(fills)
+INSERT_ORDER_EVENTS = insert(order_events)
+INSERT_POSITION = insert(positions)
+UPDATE_POSITION = update(positions).where(positions.c.id == bindparam("p_id"))
+INSERT_LEDGER = insert(ledger)
+INSERT_BALANCE = insert(balances)
+UPDATE_BALANCE = (
+    update(balances)
+    .where(
+        balances.c.portfolio_id == bindparam("b_pid"),
+        balances.c.account == bindparam("b_account"),
+        balances.c.currency == bindparam("b_currency"),
+    )
+    .values(amount=bindparam("b_amount"))
+)
+INSERT_RESERVATION = insert(reservations)
+UPDATE_RESERVATION = (
+    update(reservations)
+    .where(reservations.c.order_id == bindparam("r_id"))
+    .values(amount=bindparam("r_amount"))
+)
+DELETE_RESERVATION = reservations.delete().where(reservations.c.order_id == bindparam("r_id"))
+
+
+def _locks_rows(session: AsyncSession) -> bool:
+    """Whether the session's database needs ``FOR UPDATE`` (PostgreSQL; SQLite locks the file)."""
+    return session.get_bind().dialect.name != "sqlite"
+
+
 async def lock_account(session: AsyncSession, portfolio_id: uuid.UUID) -> dict[str, Any] | None:
     """The account row, locked for the rest of the transaction (G6).
 
     SQLite transactions already begin ``IMMEDIATE`` (one writer at a time); PostgreSQL takes a
     row lock with ``SELECT ... FOR UPDATE``, so two processes serialize on the same account."""
-    stmt = select(accounts).where(accounts.c.portfolio_id == portfolio_id)
-    bind = session.get_bind()
-    if not is_sqlite(str(bind.engine.url)):
-        stmt = stmt.with_for_update()
-    row = (await session.execute(stmt)).mappings().first()
+    stmt = _ACCOUNT_FOR_UPDATE if _locks_rows(session) else _ACCOUNT
+    row = (await session.execute(stmt, {"pid": portfolio_id})).mappings().first()
     return dict(row) if row is not None else None
 
 
 async def get_account(session: AsyncSession, portfolio_id: uuid.UUID) -> dict[str, Any] | None:
-    row = (
-        (await session.execute(select(accounts).where(accounts.c.portfolio_id == portfolio_id)))
-        .mappings()
-        .first()
-    )
+    row = (await session.execute(_ACCOUNT, {"pid": portfolio_id})).mappings().first()
     return dict(row) if row is not None else None
 
 
 async def order_by_id(session: AsyncSession, order_id: uuid.UUID) -> dict[str, Any] | None:
-    row = (await session.execute(select(orders).where(orders.c.id == order_id))).mappings().first()
+    row = (await session.execute(_ORDER_BY_ID, {"oid": order_id})).mappings().first()
     return dict(row) if row is not None else None
 
 
 async def order_by_client_id(session: AsyncSession, client_order_id: str) -> dict[str, Any] | None:
-    row = (
-        (await session.execute(select(orders).where(orders.c.client_order_id == client_order_id)))
-        .mappings()
-        .first()
-    )
+    row = (await session.execute(_ORDER_BY_CLIENT_ID, {"coid": client_order_id})).mappings().first()
     return dict(row) if row is not None else None
 
 
@@ -294,14 +350,7 @@ async def order_by_key(session: AsyncSession, owner_id: uuid.UUID, key: str) -> 
 
 
 async def open_orders(session: AsyncSession, portfolio_id: uuid.UUID) -> list[dict[str, Any]]:
-    rows = await session.execute(
-        select(orders)
-        .where(
-            orders.c.portfolio_id == portfolio_id,
-            orders.c.status.in_(("created", "validated", "submitted", "partial_fill")),
-        )
-        .order_by(orders.c.created_at)
-    )
+    rows = await session.execute(_OPEN_ORDERS, {"pid": portfolio_id})
     return [dict(r) for r in rows.mappings()]
 
 
@@ -315,9 +364,7 @@ async def recent_order_times(
 
 
 async def position_rows(session: AsyncSession, portfolio_id: uuid.UUID) -> list[dict[str, Any]]:
-    rows = await session.execute(
-        select(positions).where(positions.c.portfolio_id == portfolio_id).order_by(positions.c.symbol)
-    )
+    rows = await session.execute(_POSITIONS, {"pid": portfolio_id})
     return [dict(r) for r in rows.mappings()]
 
 
@@ -327,34 +374,33 @@ async def position_by_id(session: AsyncSession, position_id: uuid.UUID) -> dict[
 
 
 async def balance_rows(session: AsyncSession, portfolio_id: uuid.UUID) -> dict[tuple[str, str], Decimal]:
-    rows = await session.execute(
-        select(balances.c.account, balances.c.currency, balances.c.amount).where(
-            balances.c.portfolio_id == portfolio_id
-        )
-    )
+    rows = await session.execute(_BALANCES, {"pid": portfolio_id})
     return {(a, c): amount for a, c, amount in rows}
 
 
-async def reservation_rows(session: AsyncSession, portfolio_id: uuid.UUID) -> dict[str, tuple[str, Decimal]]:
-    rows = await session.execute(
-        select(reservations.c.order_id, reservations.c.currency, reservations.c.amount).where(
-            reservations.c.portfolio_id == portfolio_id
-        )
-    )
+async def reservation_rows(
+    session: AsyncSession, portfolio_id: uuid.UUID, order_id: uuid.UUID | None = None
+) -> dict[str, tuple[str, Decimal]]:
+    """The account's reservations (only ``order_id``'s when given)."""
+    if order_id is None:
+        rows = await session.execute(_RESERVATIONS, {"pid": portfolio_id})
+    else:
+        rows = await session.execute(_RESERVATION, {"oid": order_id})
     return {str(o): (c, a) for o, c, a in rows}
 
 
+async def position_row(session: AsyncSession, portfolio_id: uuid.UUID, symbol: str) -> dict[str, Any] | None:
+    row = (await session.execute(_POSITION, {"pid": portfolio_id, "symbol": symbol})).mappings().first()
+    return dict(row) if row is not None else None
+
+
 async def fill_exists(session: AsyncSession, portfolio_id: uuid.UUID, trade_id: str) -> bool:
-    row = await session.execute(
-        select(fills.c.id).where(fills.c.portfolio_id == portfolio_id, fills.c.trade_id == trade_id)
-    )
+    row = await session.execute(_FILL_EXISTS, {"pid": portfolio_id, "trade": trade_id})
     return row.first() is not None
 
 
 async def day_mark(session: AsyncSession, portfolio_id: uuid.UUID, day: date) -> Decimal | None:
-    row = await session.execute(
-        select(day_marks.c.equity).where(day_marks.c.portfolio_id == portfolio_id, day_marks.c.day == day)
-    )
+    row = await session.execute(_DAY_MARK, {"pid": portfolio_id, "day": day})
     value = row.scalar_one_or_none()
     return Decimal(value) if value is not None else None
 
@@ -381,19 +427,32 @@ async def record_event(
     at: datetime,
 ) -> None:
     await session.execute(
-        insert(order_events).values(
-            order_id=order_id,
-            from_status=from_status,
-            to_status=to_status,
-            accepted=accepted,
-            detail=(detail or "")[:500] or None,
-            at=at,
-        )
+        _RECORD_EVENT,
+        {
+            "order_id": order_id,
+            "from_status": from_status,
+            "to_status": to_status,
+            "accepted": accepted,
+            "detail": (detail or "")[:500] or None,
+            "at": at,
+        },
     )
 
 
 async def update_order(session: AsyncSession, order_id: uuid.UUID, **values: Any) -> None:
-    await session.execute(update(orders).where(orders.c.id == order_id).values(**values))
+    await session.execute(_UPDATE_ORDER, {**values, "o_id": order_id})
+
+
+def as_stored(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` as reading it back would give it: decimals in the canonical form ``DecimalString``
+    stores, times in UTC (for answering with a row just written instead of reading it again)."""
+    out = dict(row)
+    for key, value in row.items():
+        if isinstance(value, Decimal):
+            out[key] = Decimal(format(value, "f"))
+        elif isinstance(value, datetime):
+            out[key] = value.astimezone(UTC)
+    return out
 
 
 def pending_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

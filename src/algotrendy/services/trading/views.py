@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -126,6 +126,10 @@ class Snapshot:
     view: RiskView[Decimal]
     read: AccountRead
     public_view: AccountView
+    balances: dict[tuple[str, str], Decimal]
+    """The ledger balances as read (the order path's ``Books`` reuse them in its transaction)."""
+    day: date
+    """The day of ``view.day_start_equity``."""
 
 
 async def account_snapshot(
@@ -137,9 +141,11 @@ async def account_snapshot(
     mark_day: bool = False,
     order_times: bool = True,
     peak: bool = True,
+    known_mark: tuple[date, Decimal] | None = None,
 ) -> Snapshot:
     """Equity, holdings (with what open orders would add) and recent order times of one account:
-    the ``engine.risk.AccountView`` the pre-trade check reads, plus the account DTOs."""
+    the ``engine.risk.AccountView`` the pre-trade check reads, plus the account DTOs.
+    ``known_mark``: a start-of-day mark the caller already knows (used if it is today's)."""
     pid: uuid.UUID = account["portfolio_id"]
     currency: str = account["currency"]
     bal = await store.balance_rows(session, pid)
@@ -168,11 +174,14 @@ async def account_snapshot(
         holdings[symbol] = Holding(ZERO, price, qty)
     equity = cash + reserved + credit + value
     now = clock.now()
-    day_start = await store.day_mark(session, pid, now.date())
+    today = now.date()
+    day_start = known_mark[1] if known_mark is not None and known_mark[0] == today else None
+    if day_start is None:  # (a mark is stored once and never changed: a known one stays right)
+        day_start = await store.day_mark(session, pid, today)
     if day_start is None:
         day_start = equity
         if mark_day:
-            await store.set_day_mark(session, pid, now.date(), equity)
+            await store.set_day_mark(session, pid, today, equity)
     high = await store.peak_mark(session, pid) if peak else None  # not read on the order path
     peak_equity = max(equity, high or equity)
     recent = await store.recent_order_times(session, pid, now - timedelta(minutes=1)) if order_times else []
@@ -209,7 +218,7 @@ async def account_snapshot(
         day_start_equity=day_start,
         peak_equity=peak_equity,
     )
-    return Snapshot(view=view, read=read, public_view=public)
+    return Snapshot(view=view, read=read, public_view=public, balances=bal, day=today)
 
 
 async def list_orders(
