@@ -70,17 +70,19 @@ class Outbox:
         self.table = outbox_table(service)
         self._clock = clock
         self._wakeup = asyncio.Event()
+        self._insert = insert(self.table)  # built once: its compiled form is cached (bind parameters)
 
     async def add(self, session: AsyncSession, event_: Event) -> Envelope:
         envelope = Envelope.of(event_, source=self.service, at=self._clock.now())
         await session.execute(
-            insert(self.table).values(
-                event_id=envelope.event_id,
-                event_type=envelope.event_type,
-                envelope=envelope.model_dump_json(),
-                created_at=envelope.timestamp,
-                attempts=0,
-            )
+            self._insert,
+            {
+                "event_id": envelope.event_id,
+                "event_type": envelope.event_type,
+                "envelope": envelope.model_dump_json(),
+                "created_at": envelope.timestamp,
+                "attempts": 0,
+            },
         )
         # Wake the relay as soon as this transaction commits (not before: G7).
         sync_session = session.sync_session
