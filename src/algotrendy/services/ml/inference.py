@@ -17,10 +17,10 @@ built (probe rows, 1e-12); any difference, or a library without the entry point,
 * ``lightgbm-booster``: a private copy of the fitted ``Booster`` (``booster_.model_to_string()``:
   the same trees, ``lgb.train`` itself round-trips the model through that text). Batches go
   through ``engine.ml.trees.CompiledTrees``: the trees as flat arrays walked by a numba kernel,
-  LightGBM's decision rule and summation order, 2.5 times faster than ``Booster.predict`` on one
-  thread and split across threads for large batches (``bench/README.md``, "ML inference"); a
-  model it does not take (categorical splits, linear trees) keeps ``Booster.predict`` on one
-  thread. Single rows go through LightGBM's C API single-row fast path
+  LightGBM's decision rule and summation order, 1.9 times faster than ``Booster.predict`` on one
+  thread and 2.6 times on two (large batches are split across threads; ``bench/README.md``, "ML
+  inference"); a model it does not take (categorical splits, linear trees) keeps
+  ``Booster.predict`` on one thread. Single rows go through LightGBM's C API single-row fast path
   (``LGBM_BoosterPredictForMatSingleRowFast`` with a ``FastConfig`` prepared once), reached via
   ctypes on the library LightGBM's Python package has loaded: the Python ``Booster.predict`` has
   no single-row entry and its per-call set-up (a predictor object, parameter string, input
