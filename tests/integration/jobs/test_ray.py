@@ -105,8 +105,8 @@ async def test_ray_cancel_running_and_queued_jobs(ray_jobs: tuple[JobsService, D
 
 
 async def test_ray_trains_a_model_version(ray_jobs: tuple[JobsService, Db], tmp_path: Path) -> None:
-    """``ml.train`` on Ray: the staged bars are read by the Ray worker, the seven steps report as
-    progress, the model file is written where the service will look, and it loads and predicts."""
+    """``ml.train`` on Ray: the staged bars are read by the Ray worker, the pipeline's steps report
+    as progress, the model file is written where the service will look, and it loads and predicts."""
     require(importlib.util.find_spec("lightgbm") is not None, "ml extra not installed")
     from algotrendy.engine.ml.pipeline import TrainingConfig
     from algotrendy.services.ml import artifacts
@@ -135,7 +135,10 @@ async def test_ray_trains_a_model_version(ray_jobs: tuple[JobsService, Db], tmp_
             steps.add(current.message)
         await asyncio.sleep(0.02)
     assert current.status is JobStatus.SUCCEEDED, current.error
-    assert "ModelDeployment" in steps and len(steps) >= 2, steps
+    # progress is sampled by polling: on a slow machine some steps pass between two polls
+    known = {"DataValidation", "FeatureEngineering", "FeatureSelection", "HyperparameterOptimization"}
+    known |= {"ModelTraining", "ModelValidation", "ModelDeployment"}
+    assert len(steps) >= 2 and steps <= known, steps
     result = current.result
     assert result is not None and result["summary"]["model_type"] == "lightgbm"
     trained = artifacts.load(root=tmp_path / "models", path=result["model_path"], sha256=result["sha256"])
