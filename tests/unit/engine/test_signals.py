@@ -524,13 +524,13 @@ def test_signals_match_the_expressions_and_warmup_masks() -> None:
 
 def test_named_indicators_chain_and_unused_ones_are_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    real = getattr(expr, "compute_resolved")
+    real = getattr(expr.evaluation, "compute_resolved")
 
     def counting(spec: Any, bars: Bars, params: Any, sessions: Any = None) -> Any:
         calls.append(spec.name)
         return real(spec, bars, params, sessions)
 
-    monkeypatch.setattr("algotrendy.engine.expr.compute_resolved", counting)
+    monkeypatch.setattr("algotrendy.engine.expr.evaluation.compute_resolved", counting)
     t = make(
         indicators=["r = rsi(close, 14)", "smooth = sma(r, 5)", "unused = adx(14)", "hot = smooth > 60"],
         entry_conditions=["not hot and r < 40"],
@@ -556,13 +556,13 @@ def test_compute_time_parameter_errors_name_the_field() -> None:
 
 def test_cache_shares_indicators_across_a_sweep(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[str, tuple[object, ...]]] = []
-    real = getattr(expr, "compute_resolved")
+    real = getattr(expr.evaluation, "compute_resolved")
 
     def counting(spec: Any, bars: Bars, params: Any, sessions: Any = None) -> Any:
         calls.append((spec.name, tuple(params.values())))
         return real(spec, bars, params, sessions)
 
-    monkeypatch.setattr("algotrendy.engine.expr.compute_resolved", counting)
+    monkeypatch.setattr("algotrendy.engine.expr.evaluation.compute_resolved", counting)
     t = make(
         parameters={"slow": p_int("slow", 30, 20, 30, 10)},
         indicators=["fast_ma = sma(close, 10)", "slow_ma = sma(close, slow)"],
@@ -615,13 +615,13 @@ def test_rotation_scores_and_parameters(monkeypatch: pytest.MonkeyPatch) -> None
     validate_template(t)
     syms = {s: walk(300, seed=i) for i, s in enumerate(["AAA", "BBB", "CCC"])}
     calls: list[str] = []
-    real = getattr(expr, "compute_resolved")
+    real = getattr(expr.evaluation, "compute_resolved")
 
     def counting(spec: Any, bars: Bars, params: Any, sessions: Any = None) -> Any:
         calls.append(spec.name)
         return real(spec, bars, params, sessions)
 
-    monkeypatch.setattr("algotrendy.engine.expr.compute_resolved", counting)
+    monkeypatch.setattr("algotrendy.engine.expr.evaluation.compute_resolved", counting)
     cache = IndicatorCache()
     params = resolve_params(t)
     scores = rotation_scores(t, syms, params, cache)
