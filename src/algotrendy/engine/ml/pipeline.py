@@ -50,7 +50,7 @@ Deterministic given ``seed`` (models run on ``n_jobs`` fixed threads). Pure: no 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
@@ -58,12 +58,21 @@ import numpy as np
 import numpy.typing as npt
 
 from algotrendy.core.market import F64, Bars
-from algotrendy.engine.ml import labels as lab
-from algotrendy.engine.ml.evaluate import previous_direction, report
 from algotrendy.engine.ml.feature_specs import FeatureError, FeaturePlan, parse
-from algotrendy.engine.ml.features import compute
-from algotrendy.engine.ml.models import MODEL_TYPES, make_model, suggest, validate_params
-from algotrendy.engine.ml.validation import embargo_bars, purged_kfold
+from algotrendy.engine.ml.models import MODEL_TYPES, validate_params
+from algotrendy.engine.ml.selection import _optimize, _select
+from algotrendy.engine.ml.steps import (
+    MIN_SAMPLES,
+    STEPS,
+    Progress,
+    _engineer,
+    _positive,
+    _range,
+    _Reporter,
+    _Trainer,
+    _validate_bars,
+    _validate_model,
+)
 
 __all__ = [
     "MIN_SAMPLES",
@@ -74,21 +83,6 @@ __all__ = [
     "TrainingConfig",
     "train",
 ]
-
-STEPS: tuple[str, ...] = (
-    "DataValidation",
-    "FeatureEngineering",
-    "FeatureSelection",
-    "HyperparameterOptimization",
-    "ModelTraining",
-    "ModelValidation",
-    "ModelDeployment",
-)
-MIN_SAMPLES = 200
-"""Fewest labelled samples (training part and hold-out together) ``train`` accepts."""
-
-Progress = Callable[[str, float], None]
-I64 = npt.NDArray[np.int64]
 Selection = Literal["none", "permutation", "mdi"]
 
 
@@ -342,301 +336,6 @@ class TrainedModel:
         }
 
 
-def _positive(model: Any, X: F64) -> F64:
-    proba = np.asarray(model.predict_proba(X), dtype=np.float64)
-    col = list(np.asarray(model.classes_)).index(1)
-    out: F64 = np.ascontiguousarray(proba[:, col])
-    return out
-
-
-# ---- progress -----------------------------------------------------------------------------------
-
-
-class _Reporter:
-    """Maps (step, fraction of the step) to a fraction of the whole run, weighted by rough cost
-    in model fits, and calls the callback with non-decreasing values."""
-
-    def __init__(self, config: TrainingConfig, callback: Progress | None) -> None:
-        k = config.cv_splits
-        tuned = config.optimize_trials > 0
-        cost = {
-            "DataValidation": 0.02,
-            "FeatureEngineering": 0.2,
-            "FeatureSelection": {"none": 0.0, "mdi": 1.0, "permutation": k + 1.0}[config.selection],
-            "HyperparameterOptimization": float(config.optimize_trials * k),
-            "ModelTraining": 1.25,
-            "ModelValidation": 0.2 if tuned else k + 0.2,
-            "ModelDeployment": 0.0,
-        }
-        total = sum(cost.values())
-        self.start: dict[str, float] = {}
-        self.weight: dict[str, float] = {}
-        acc = 0.0
-        for step in STEPS:
-            self.start[step] = acc / total
-            self.weight[step] = cost[step] / total
-            acc += cost[step]
-        self.callback = callback
-        self.last = 0.0
-
-    def at(self, step: str, within: float) -> None:
-        value = 1.0 if step == STEPS[-1] else min(1.0, self.start[step] + self.weight[step] * within)
-        self.last = max(self.last, value)
-        if self.callback is not None:
-            self.callback(step, self.last)
-
-    def done(self, step: str) -> None:
-        self.at(step, 1.0)
-
-
-# ---- steps ----------------------------------------------------------------------------------------
-
-
-def _validate_bars(bars: Bars, plan: FeaturePlan, config: TrainingConfig) -> None:
-    n = len(bars)
-    need = plan.warmup + config.label.horizon + MIN_SAMPLES
-    if n < need:
-        raise ValueError(
-            f"bars: need at least {need} bars (feature warm-up {plan.warmup} + label horizon "
-            f"{config.label.horizon} + {MIN_SAMPLES} samples), got {n}"
-        )
-    ts = np.asarray(bars.ts, dtype=np.int64)
-    d = np.diff(ts)
-    if np.any(d == 0):
-        i = int(np.flatnonzero(d == 0)[0]) + 1
-        raise ValueError(f"bars.ts: duplicated timestamp at index {i} (ts {int(ts[i])})")
-    if np.any(d < 0):
-        i = int(np.flatnonzero(d < 0)[0]) + 1
-        raise ValueError(f"bars.ts: not increasing at index {i} (ts {int(ts[i])} after {int(ts[i - 1])})")
-    c = np.asarray(bars.close, dtype=np.float64)
-    bad = ~(np.isfinite(c) & (c > 0))
-    if np.any(bad):
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"bars.close: not a finite positive price at index {i} ({c[i]!r})")
-
-
-@dataclass(frozen=True, slots=True)
-class _Data:
-    X: F64  # (n_bars, n_features), NaN in the warm-up
-    feature_ok: npt.NDArray[np.bool_]
-    y: F64  # (n_bars,) 1/0/NaN
-    t1: I64  # (n_bars,) label end per bar (valid where y is not NaN)
-    fwd: F64  # (n_bars,) the labelled return (for the IC)
-    split: int  # first bar of the hold-out
-    train: I64  # training sample bar indices (t0)
-    holdout: I64  # hold-out sample bar indices (t0)
-    weight: F64  # uniqueness weights of the training samples, scaled to mean 1
-    uniqueness: float  # their mean before scaling (AFML's bagging sample fraction)
-
-
-def _engineer(bars: Bars, plan: FeaturePlan, config: TrainingConfig) -> _Data:
-    n = len(bars)
-    X = compute(bars, plan).values
-    feature_ok = np.all(np.isfinite(X), axis=1)
-    close = np.asarray(bars.close, dtype=np.float64)
-    spec = config.label
-    if spec.kind == "direction":
-        y = lab.direction(close, spec.horizon, spec.dead_zone)
-        t1 = lab.event_ends(n, spec.horizon)
-        fwd = lab.forward_returns(close, spec.horizon)
-    else:
-        tb = lab.triple_barrier(
-            close,
-            horizon=spec.horizon,
-            profit_take=spec.profit_take,
-            stop_loss=spec.stop_loss,
-            volatility=lab.ewm_volatility(close, span=spec.vol_span),
-            high=bars.high,
-            low=bars.low,
-        )
-        y = np.where(tb.label > 0, 1.0, np.where(tb.label < 0, 0.0, np.nan))
-        t1 = tb.t1
-        fwd = tb.ret
-    usable = np.flatnonzero(feature_ok)
-    if len(usable) == 0:
-        raise ValueError("bars: no bar has every feature defined (too few bars, or NaN in the data)")
-    first = int(usable[0])
-    split = first + math.floor((n - first) * (1.0 - config.test_fraction))
-    labelled = feature_ok & ~np.isnan(y)
-    idx = np.arange(n, dtype=np.int64)
-    train = idx[labelled & (idx < split) & (t1 < split)]
-    holdout = idx[labelled & (idx >= split)]
-    need_train = max(MIN_SAMPLES // 2, 10 * config.cv_splits)
-    if len(train) < need_train or len(holdout) < 10:
-        raise ValueError(
-            f"bars: too few labelled samples ({len(train)} for training, {len(holdout)} held out; "
-            f"need {need_train} and 10): more bars, a smaller dead zone or another label"
-        )
-    if len(np.unique(y[train])) < 2:
-        raise ValueError("label: the training part holds a single class")
-    w = lab.uniqueness_weights(train, t1[train], split)
-    u = float(w.mean())
-    return _Data(X, feature_ok, y, t1, fwd, split, train, holdout, w / u, u)
-
-
-class _Trainer:
-    """Fits and cross-validates models of one type on the training part."""
-
-    def __init__(self, data: _Data, config: TrainingConfig) -> None:
-        self.config = config
-        self.t0 = data.train
-        self.t1 = data.t1[data.train]
-        self.y = data.y[data.train].astype(np.int64)
-        self.w = data.weight
-        self.uniqueness = data.uniqueness
-        self.X_all = data.X[data.train]
-        self.splits = list(purged_kfold(self.t0, self.t1, config.cv_splits, config.embargo))
-        for train_idx, _ in self.splits:
-            if len(np.unique(self.y[train_idx])) < 2:
-                raise ValueError(
-                    "cv_splits: a training fold holds a single class; use fewer folds or more data"
-                )
-
-    def make(self, params: Mapping[str, Any], rows: I64 | None = None) -> Any:
-        t0 = self.t0 if rows is None else self.t0[rows]
-        t1 = self.t1 if rows is None else self.t1[rows]
-        c = self.config
-        return make_model(
-            c.model_type, params, seed=c.seed, n_jobs=c.n_jobs, spans=(t0, t1), embargo=c.embargo
-        )
-
-    def fit(self, params: Mapping[str, Any], cols: I64, rows: I64 | None = None) -> Any:
-        X = self.X_all[:, cols] if rows is None else self.X_all[np.ix_(rows, cols)]
-        y = self.y if rows is None else self.y[rows]
-        w = self.w if rows is None else self.w[rows]
-        model = self.make(params, rows)
-        model.fit(X, y, sample_weight=w)
-        return model
-
-    def cv_proba(self, params: Mapping[str, Any], cols: I64, on_fold: Callable[[int], None]) -> F64:
-        out = np.full(len(self.y), np.nan)
-        for k, (tr, te) in enumerate(self.splits):
-            model = self.fit(params, cols, tr)
-            out[te] = _positive(model, self.X_all[np.ix_(te, cols)])
-            on_fold(k + 1)
-        return out
-
-
-def _log_loss(y: npt.NDArray[np.int64], p: F64) -> float:
-    q = np.clip(p, 1e-15, 1 - 1e-15)
-    return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
-
-
-def _auc(y: npt.NDArray[np.int64], p: F64) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, p))
-
-
-def _select(tr: _Trainer, names: Sequence[str], rep: _Reporter) -> tuple[I64, dict[str, float] | None]:
-    config = tr.config
-    n_feat = len(names)
-    all_cols = np.arange(n_feat, dtype=np.int64)
-    if config.selection == "none":
-        return all_cols, None
-    if config.selection == "mdi":
-        from sklearn.ensemble import RandomForestClassifier
-
-        forest = RandomForestClassifier(
-            n_estimators=100,
-            max_features=1,
-            min_samples_leaf=50,
-            max_samples=min(1.0, max(0.05, tr.uniqueness)),
-            random_state=config.seed,
-            n_jobs=config.n_jobs,
-        )
-        forest.fit(tr.X_all, tr.y, sample_weight=tr.w)
-        importance = np.asarray(forest.feature_importances_, dtype=np.float64)
-    else:
-        rng = np.random.default_rng(config.seed)
-        gains = np.zeros(n_feat)
-        k = len(tr.splits)
-        for f, (train_idx, test_idx) in enumerate(tr.splits):
-            model = tr.fit(config.hyperparams, all_cols, train_idx)
-            X_test = tr.X_all[test_idx]
-            y_test = tr.y[test_idx]
-            base = _log_loss(y_test, _positive(model, X_test))
-            for j in range(n_feat):
-                shuffled = X_test.copy()
-                shuffled[:, j] = rng.permutation(shuffled[:, j])
-                gains[j] += _log_loss(y_test, _positive(model, shuffled)) - base
-            rep.at("FeatureSelection", (f + 1) / (k + 1))
-        importance = gains / k
-    order = sorted(range(n_feat), key=lambda j: (-importance[j], j))
-    cols = np.array(sorted(order[: config.select_k]), dtype=np.int64)
-    return cols, {names[j]: float(importance[j]) for j in range(n_feat)}
-
-
-def _optimize(
-    tr: _Trainer, cols: I64, rep: _Reporter
-) -> tuple[dict[str, Any], F64 | None, dict[str, Any] | None]:
-    config = tr.config
-    if config.optimize_trials == 0:
-        return validate_params(config.model_type, config.hyperparams), None, None
-    import optuna
-
-    trials = config.optimize_trials
-    k = len(tr.splits)
-    maximize = config.optimize_metric == "auc"
-    oos: dict[int, F64] = {}
-    chosen: dict[int, dict[str, Any]] = {}
-
-    def objective(trial: optuna.Trial) -> float:
-        params = validate_params(config.model_type, suggest(trial, config.model_type, config.hyperparams))
-        n = trial.number
-
-        def fold(f: int) -> None:
-            rep.at("HyperparameterOptimization", (n * k + f) / (trials * k))
-
-        p = tr.cv_proba(params, cols, fold)
-        oos[n], chosen[n] = p, params
-        return _auc(tr.y, p) if maximize else _log_loss(tr.y, p)
-
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        study = optuna.create_study(
-            direction="maximize" if maximize else "minimize",
-            sampler=optuna.samplers.TPESampler(seed=config.seed),
-        )
-        study.optimize(objective, n_trials=trials)
-    finally:
-        optuna.logging.set_verbosity(verbosity)
-    best = study.best_trial.number
-    info = {
-        "trials": trials,
-        "metric": config.optimize_metric,
-        "direction": "maximize" if maximize else "minimize",
-        "best_trial": best,
-        "best_value": float(study.best_value),
-        "best_params": chosen[best],
-        "values": [float(t.value) if t.value is not None else None for t in study.trials],
-    }
-    return chosen[best], oos[best], info
-
-
-def _range(ts: npt.NDArray[np.int64], t0: I64, t1: I64) -> dict[str, int]:
-    end = int(t1.max())
-    return {
-        "first_index": int(t0[0]),
-        "last_index": int(t0[-1]),
-        "start_ts": int(ts[t0[0]]),
-        "end_ts": int(ts[t0[-1]]),
-        "label_end_index": end,
-        "label_end_ts": int(ts[end]),
-        "n_samples": len(t0),
-    }
-
-
-def _p_bars(data: _Data, model: Any, cols: I64, start: int, stop: int) -> F64:
-    """The model's probability at every bar of ``[start, stop)`` with all features (else NaN)."""
-    out = np.full(stop - start, np.nan)
-    ok = np.flatnonzero(data.feature_ok[start:stop])
-    if len(ok):
-        out[ok] = _positive(model, data.X[np.ix_(ok + start, cols)])
-    return out
-
-
 def train(bars: Bars, config: TrainingConfig, progress: Progress | None = None) -> TrainedModel:
     """Run the seven ``STEPS`` on ``bars`` (see the module docstring); returns the packaged model.
     Raises ``ValueError`` naming the problem for unusable bars or labels."""
@@ -693,53 +392,3 @@ def train(bars: Bars, config: TrainingConfig, progress: Progress | None = None) 
     )
     rep.done("ModelDeployment")
     return trained
-
-
-def _validate_model(
-    bars: Bars, data: _Data, tr: _Trainer, model: Any, cols: I64, cv_p: F64, config: TrainingConfig
-) -> dict[str, Any]:
-    close = np.asarray(bars.close, dtype=np.float64)
-    rate = float(tr.y.mean())
-    costs: dict[str, Any] = {
-        "threshold_long": config.threshold_long,
-        "threshold_short": config.threshold_short,
-        "fee_rate": config.fee_rate,
-        "slippage": config.slippage,
-    }
-    # CV: out-of-fold probabilities of the training samples, traded over the training bars
-    first, last = int(tr.t0[0]), int(tr.t0[-1])
-    cv_bars = np.full(last - first + 1, np.nan)
-    cv_bars[tr.t0 - first] = cv_p
-    cv = report(
-        tr.y,
-        cv_p,
-        forward_ret=data.fwd[tr.t0],
-        prev_direction=previous_direction(close, tr.t0),
-        train_positive_rate=rate,
-        bars=bars.slice(first, last + 1),
-        p_bars=cv_bars,
-        **costs,
-    )
-    # hold-out: the final model on the block it never saw, traded to the end of the data
-    hold = data.holdout
-    p_hold = _positive(model, data.X[np.ix_(hold, cols)])
-    n = len(bars)
-    holdout = report(
-        data.y[hold],
-        p_hold,
-        forward_ret=data.fwd[hold],
-        prev_direction=previous_direction(close, hold),
-        train_positive_rate=rate,
-        bars=bars.slice(data.split, n),
-        p_bars=_p_bars(data, model, cols, data.split, n),
-        **costs,
-    )
-    return {
-        "cv": cv,
-        "holdout": holdout,
-        "train_positive_rate": rate,
-        "n_train": len(tr.t0),
-        "n_holdout": len(hold),
-        "cv_splits": config.cv_splits,
-        "embargo_bars": embargo_bars(config.embargo, tr.t0, tr.t1),
-    }
