@@ -22,7 +22,7 @@ from algotrendy.app.container import Container
 from algotrendy.app.logging import configure_logging
 from algotrendy.app.settings import Settings, load_settings
 from algotrendy.core.clock import Clock
-from algotrendy.gateway import metrics, problems
+from algotrendy.gateway import metrics, problems, routing
 from algotrendy.gateway.middleware import EdgeMiddleware
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -168,6 +168,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     problems.install(app)
     _platform_routes(app, container)
     _mount_routers(app, settings.hosted_services)
+    routing.index(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(
         EdgeMiddleware,
