@@ -17,7 +17,7 @@ from algotrendy.engine.ml import labels as lab
 from algotrendy.engine.ml.evaluate import previous_direction, report
 from algotrendy.engine.ml.feature_specs import FeaturePlan
 from algotrendy.engine.ml.features import compute
-from algotrendy.engine.ml.models import make_model
+from algotrendy.engine.ml.models import make_model, sequence_length
 from algotrendy.engine.ml.validation import embargo_bars, purged_kfold
 
 if TYPE_CHECKING:
@@ -44,6 +44,21 @@ def _positive(model: Any, X: F64) -> F64:
     col = list(np.asarray(model.classes_)).index(1)
     out: F64 = np.ascontiguousarray(proba[:, col])
     return out
+
+
+def _positive_at(model: Any, X: F64, rows: I64, cols: I64) -> F64:
+    """``P(class 1)`` of ``rows`` of ``X``. A sequence model's window of the first rows reads up to
+    ``seq_len - 1`` rows of ``X`` just before them (features only, all earlier in time) when
+    ``rows`` are consecutive and those rows are complete, as a live window does, instead of the
+    zero padding a bare block starts with. Row-wise models read only ``rows``."""
+    lead_max = min(sequence_length(model) - 1, int(rows[0])) if len(rows) else 0
+    if lead_max <= 0 or not np.all(np.diff(rows) == 1):
+        return _positive(model, X[np.ix_(rows, cols)])
+    before = X[np.ix_(np.arange(rows[0] - lead_max, rows[0]), cols)]
+    complete = np.isfinite(before).all(axis=1)
+    lead = lead_max if complete.all() else lead_max - 1 - int(np.flatnonzero(~complete)[-1])
+    block = X[np.ix_(np.arange(rows[0] - lead, rows[-1] + 1), cols)]
+    return _positive(model, block)[lead:]
 
 
 # ---- progress -----------------------------------------------------------------------------------
@@ -209,7 +224,7 @@ class _Trainer:
         out = np.full(len(self.y), np.nan)
         for k, (tr, te) in enumerate(self.splits):
             model = self.fit(params, cols, tr)
-            out[te] = _positive(model, self.X_all[np.ix_(te, cols)])
+            out[te] = _positive_at(model, self.X_all, te, cols)
             on_fold(k + 1)
         return out
 
@@ -232,7 +247,7 @@ def _p_bars(data: _Data, model: Any, cols: I64, start: int, stop: int) -> F64:
     out = np.full(stop - start, np.nan)
     ok = np.flatnonzero(data.feature_ok[start:stop])
     if len(ok):
-        out[ok] = _positive(model, data.X[np.ix_(ok + start, cols)])
+        out[ok] = _positive_at(model, data.X, ok + start, cols)
     return out
 
 
@@ -263,7 +278,7 @@ def _validate_model(
     )
     # hold-out: the final model on the block it never saw, traded to the end of the data
     hold = data.holdout
-    p_hold = _positive(model, data.X[np.ix_(hold, cols)])
+    p_hold = _positive_at(model, data.X, hold, cols)
     n = len(bars)
     holdout = report(
         data.y[hold],

@@ -261,3 +261,38 @@ def test_bad_bars_name_what_is_wrong(bars: Bars) -> None:
     flat = np.full(len(bars), 100.0)
     with pytest.raises(ValueError, match="too few labelled samples"):
         train(Bars(bars.ts, flat, flat, flat, flat, bars.volume), config())
+
+
+class _WindowSum:
+    """A stand-in sequence model: P(1) of row i is a logistic of the sum of column 0 over rows
+    i-2..i of the matrix given, zeros before its start (the LSTM's padding rule)."""
+
+    seq_len = 3
+    classes_ = np.array([0, 1])
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        padded = np.concatenate([np.zeros(self.seq_len - 1), X[:, 0]])
+        s = padded[2:] + padded[1:-1] + padded[:-2]
+        p = 1 / (1 + np.exp(-s))
+        return np.column_stack([1 - p, p])
+
+
+def test_a_sequence_model_predicts_a_block_with_the_rows_before_it_as_context() -> None:
+    from algotrendy.engine.ml.steps import _positive, _positive_at
+
+    X = np.column_stack([np.arange(1.0, 13.0), np.ones(12)])
+    cols = np.array([0, 1])
+    model = _WindowSum()
+    whole = _positive(model, X)
+    rows = np.arange(6, 10)
+    assert np.allclose(_positive_at(model, X, rows, cols), whole[6:10])  # as a live window reads them
+    assert not np.allclose(_positive(model, X[6:10]), whole[6:10])  # a bare block is padded
+    assert np.allclose(_positive_at(model, X, np.arange(0, 3), cols), whole[:3])  # nothing before row 0
+    # an incomplete row just before the block ends the context there
+    X[4, 0] = np.nan
+    got = _positive_at(model, X, rows, cols)
+    assert np.isfinite(got).all()
+    assert np.allclose(got, _positive(model, X[5:10])[1:])
+    # rows that are not consecutive are predicted on their own
+    gaps = np.array([6, 8, 9])
+    assert np.allclose(_positive_at(model, X, gaps, cols), _positive(model, X[gaps]))
