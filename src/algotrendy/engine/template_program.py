@@ -284,13 +284,21 @@ def _check_risk(template: StrategyTemplate) -> None:
         if not isinstance(raw, str):
             _check_limit(template, what, float(raw))
             continue
-        spec = template.parameters.get(raw)
-        if spec is None:
-            raise TemplateError(f"{field} names an unknown parameter {raw!r}", field=field)
-        for attr, v in _param_values(spec):
-            if not _is_number(v):
-                raise TemplateError(f"{field}: parameter {raw!r} {attr} {v!r} is not a number", field=field)
-            _check_limit(template, what, float(v), f" (parameter {raw!r} {attr})")
+        for attr, v in _named_numbers(template, field, raw):
+            _check_limit(template, what, v, f" (parameter {raw!r} {attr})")
+
+
+def _named_numbers(template: StrategyTemplate, field: str, raw: str) -> list[tuple[str, float]]:
+    """The numbers parameter ``raw`` can take (default and range ends) for the check of ``field``."""
+    spec = template.parameters.get(raw)
+    if spec is None:
+        raise TemplateError(f"{field} names an unknown parameter {raw!r}", field=field)
+    out = []
+    for attr, v in _param_values(spec):
+        if not _is_number(v):
+            raise TemplateError(f"{field}: parameter {raw!r} {attr} {v!r} is not a number", field=field)
+        out.append((attr, float(v)))
+    return out
 
 
 def _check_rotation(template: StrategyTemplate) -> None:
@@ -307,13 +315,8 @@ def _check_rotation(template: StrategyTemplate) -> None:
         if not isinstance(raw, str):
             _count(raw, {}, field, hi)
             continue
-        spec = template.parameters.get(raw)
-        if spec is None:
-            raise TemplateError(f"{field} names an unknown parameter {raw!r}", field=field)
-        for attr, v in _param_values(spec):
-            if not _is_number(v):
-                raise TemplateError(f"{field}: parameter {raw!r} {attr} {v!r} is not a number", field=field)
-            _count(float(v), {}, field, hi)
+        for _, v in _named_numbers(template, field, raw):
+            _count(v, {}, field, hi)
 
 
 def validate_template(template: StrategyTemplate) -> None:
