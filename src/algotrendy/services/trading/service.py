@@ -79,6 +79,7 @@ from algotrendy.services.trading.interface import (
     RiskReason,
 )
 from algotrendy.services.trading.settings import TradingSettings
+from algotrendy.services.trading.turns import Turns
 from algotrendy.services.trading.venues import Venues
 from algotrendy.services.trading.views import account_snapshot, execution_stats, list_orders
 
@@ -126,11 +127,13 @@ class TradingService:
         )
         self._loop: asyncio.Task[None] | None = None
         self._order_accounts: dict[uuid.UUID, dict[str, Any]] = {}
+        """Account rows the order path has seen, for what never changes in them (owner, venue,
+        connection, currency); what may change (the halt) is read under the lock per order."""
         self._day_marks: dict[uuid.UUID, tuple[date, Decimal]] = {}
         """The latest start-of-day equity mark the order path committed or read, per portfolio
         (a mark is stored once and never changed)."""
-        """Account rows the order path has seen, for what never changes in them (owner, venue,
-        connection, currency); what may change (the halt) is read under the lock per order."""
+        self._turns = Turns()
+        """One order intent at a time per account in this process (``turns``)."""
         self.reconciled = asyncio.Event()
         """Set once every account has been reconciled after start (strategies wait for it)."""
         self.deployments_ = Deployments(
@@ -301,7 +304,9 @@ class TradingService:
         now = self._clock.now()
         order_id = uuid.uuid4()
         try:
-            async with self._sessions() as session, session.begin():
+            # The account's turn (``turns``) for the intent only: fills booked during ``send`` call
+            # back into deployments, which may place this account's next order.
+            async with self._turns.turn(request.portfolio_id), self._sessions() as session, session.begin():
                 locked = await store.lock_account(session, request.portfolio_id)
                 assert locked is not None  # created above
                 snapshot = await account_snapshot(
