@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 import uuid
 from pathlib import Path
@@ -134,3 +135,27 @@ def test_prefixes_are_the_static_parts_and_pathless_routes_opt_out() -> None:
         pass
 
     assert routing.prefixes([NoPath()]) is None
+
+
+def test_no_route_pays_a_thread_hop_for_a_sync_dependency(tmp_path: Path) -> None:
+    """FastAPI runs a plain ``def`` endpoint or dependency in its thread pool on every request."""
+    app = create_app(make_settings(tmp_path))
+    sync: set[str] = set()
+
+    def visit(dependant: Any) -> None:
+        for sub in dependant.dependencies:
+            call = sub.call
+            if call is not None and not (
+                inspect.iscoroutinefunction(call)
+                or inspect.iscoroutinefunction(getattr(call, "__call__", None))
+            ):
+                sync.add(f"{getattr(call, '__module__', '')}.{getattr(call, '__qualname__', call)}")
+            visit(sub)
+
+    routes = _api_routes(app.router.routes)
+    for route in routes:
+        if not inspect.iscoroutinefunction(route.endpoint):
+            sync.add(route.path)
+        visit(route.dependant)
+    assert len(routes) > 100
+    assert not sync, sorted(sync)

@@ -36,7 +36,7 @@ from algotrendy.services.backtest.interface import (
 )
 
 
-def backtest_api(request: Request) -> BacktestApi:
+async def backtest_api(request: Request) -> BacktestApi:
     api: BacktestApi = request.app.state.services["backtest"]
     return api
 

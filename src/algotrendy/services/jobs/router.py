@@ -16,7 +16,7 @@ from algotrendy.gateway.problems import PROBLEM_RESPONSES
 from algotrendy.services.jobs.interface import JobRead, JobsApi, JobStatus
 
 
-def jobs_api(request: Request) -> JobsApi:
+async def jobs_api(request: Request) -> JobsApi:
     api: JobsApi = request.app.state.services["jobs"]
     return api
 

@@ -37,12 +37,12 @@ from algotrendy.services.marketdata.live import LiveHub
 from algotrendy.services.marketdata.service import MarketDataService
 
 
-def marketdata_api(request: Request) -> MarketDataService:
+async def marketdata_api(request: Request) -> MarketDataService:
     api: MarketDataService = request.app.state.services["marketdata"]
     return api
 
 
-def live_hub(request: Request) -> LiveHub:
+async def live_hub(request: Request) -> LiveHub:
     hub: LiveHub = request.app.state.services["marketdata.live"]
     return hub
 

@@ -37,7 +37,7 @@ from algotrendy.services.ml.interface import (
 )
 
 
-def ml_api(request: Request) -> MlApi:
+async def ml_api(request: Request) -> MlApi:
     api: MlApi = request.app.state.services["ml"]
     return api
 

@@ -11,7 +11,7 @@ from algotrendy.gateway.problems import PROBLEM_RESPONSES
 from algotrendy.services.notifications.interface import Channel, DeliveryRead, NotificationsApi
 
 
-def notifications_api(request: Request) -> NotificationsApi:
+async def notifications_api(request: Request) -> NotificationsApi:
     api: NotificationsApi = request.app.state.services["notifications"]
     return api
 

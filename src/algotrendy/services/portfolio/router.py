@@ -34,12 +34,12 @@ from algotrendy.services.portfolio.interface import (
 from algotrendy.services.trading.interface import PositionRead, TradingApi
 
 
-def portfolio_api(request: Request) -> PortfolioApi:
+async def portfolio_api(request: Request) -> PortfolioApi:
     api: PortfolioApi = request.app.state.services["portfolio"]
     return api
 
 
-def trading_api(request: Request) -> TradingApi:
+async def trading_api(request: Request) -> TradingApi:
     api: TradingApi = request.app.state.services["trading"]
     return api
 
@@ -74,7 +74,8 @@ async def holdings(
 ) -> list[PositionRead]:
     """Current positions with their market value and P&L."""
     await portfolios.get(owner_id=user.user_id, portfolio_id=portfolio_id)
-    return await trading_api(request).positions(owner_id=user.user_id, portfolio_id=portfolio_id)
+    trading = await trading_api(request)
+    return await trading.positions(owner_id=user.user_id, portfolio_id=portfolio_id)
 
 
 @router.put("/{portfolio_id:uuid}")

@@ -27,7 +27,7 @@ from algotrendy.services.risk.interface import (
 from algotrendy.services.trading.interface import OrderCreate, RiskCheckRead
 
 
-def risk_api(request: Request) -> RiskApi:
+async def risk_api(request: Request) -> RiskApi:
     api: RiskApi = request.app.state.services["risk"]
     return api
 

@@ -29,7 +29,7 @@ from algotrendy.services.strategies.interface import (
 )
 
 
-def strategies_api(request: Request) -> StrategiesApi:
+async def strategies_api(request: Request) -> StrategiesApi:
     api: StrategiesApi = request.app.state.services["strategies"]
     return api
 

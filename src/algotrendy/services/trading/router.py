@@ -41,7 +41,7 @@ from algotrendy.services.trading.interface import (
 )
 
 
-def trading_api(request: Request) -> TradingApi:
+async def trading_api(request: Request) -> TradingApi:
     api: TradingApi = request.app.state.services["trading"]
     return api
 

@@ -41,7 +41,7 @@ from algotrendy.services.users.interface import (
 )
 
 
-def users_api(request: Request) -> UsersApi:
+async def users_api(request: Request) -> UsersApi:
     api: UsersApi = request.app.state.services["users"]
     return api
 
