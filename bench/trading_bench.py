@@ -15,7 +15,8 @@
 4. ``commit``: the disk's floor: one-row SQLite commits (WAL, ``synchronous=FULL``, as the
    records database runs) in the directory the other benchmarks use.
 5. ``http-floor``: the HTTP stack's floor: ``GET /api/v1/trading/connections`` (authentication
-   and one indexed read) flooded like ``http``: what no order path can beat on this machine.
+   and one indexed read) flooded by ``wrk`` (one thread), with the server's CPU per request:
+   what no order path can beat on this machine.
 
     uv run python bench/trading_bench.py [--runs 5] [--only pre-trade|paper|http|commit|http-floor]
 
@@ -27,6 +28,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -215,32 +218,50 @@ def bench_commit(n: int = 500) -> dict[str, float]:
     return {"p50_ms": pct(times, 0.5), "p99_ms": pct(times, 0.99)}
 
 
-async def bench_http_floor(seconds: float, connections: int) -> dict[str, float]:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of process ``pid`` so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _floor_user(base: str) -> dict[str, str]:
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        h, _pid = await _user(client, f"floor{uuid.uuid4().hex[:6]}")
+    return h
+
+
+def bench_http_floor(seconds: float, connections: int) -> dict[str, float]:
+    """wrk (C, one thread) floods authenticated reads; the server's CPU per request is read from
+    /proc, so the figure does not depend on how fast the client is."""
+    if not shutil.which("wrk"):
+        sys.exit("wrk is not installed (apt-get install wrk)")
     server, base = _server()
     try:
-        limits = httpx.Limits(max_connections=connections + 4)
-        async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
-            h, _pid = await _user(client, f"floor{uuid.uuid4().hex[:6]}")
-            latencies: list[float] = []
-            stop = time.perf_counter() + seconds
-
-            async def flood() -> None:
-                while time.perf_counter() < stop:
-                    t = time.perf_counter()
-                    r = await client.get("/api/v1/trading/connections", headers=h)
-                    assert r.status_code == 200, r.text
-                    latencies.append((time.perf_counter() - t) * 1000)
-
-            started = time.perf_counter()
-            await asyncio.gather(*(flood() for _ in range(connections)))
-            elapsed = time.perf_counter() - started
+        h = asyncio.run(_floor_user(base))
+        args = ["wrk", "-t1", f"-c{connections}", "--latency", "-H", f"Authorization: {h['Authorization']}"]
+        url = base + "/api/v1/trading/connections"
+        subprocess.run([*args, "-d2s", url], capture_output=True, check=True)  # warm-up
+        cpu = _cpu_seconds(server.pid)
+        out = subprocess.run(
+            [*args, f"-d{seconds:g}s", url], capture_output=True, text=True, check=True
+        ).stdout
+        cpu = _cpu_seconds(server.pid) - cpu
     finally:
         server.terminate()
         server.wait(10)
+    if "Non-2xx" in out:
+        raise RuntimeError(out)
+    served = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+
+    def latency(q: str) -> float:
+        value, unit = re.search(rf"{q}%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
     return {
-        "requests_per_s": len(latencies) / elapsed,
-        "p50_ms": pct(latencies, 0.5),
-        "p99_ms": pct(latencies, 0.99),
+        "requests_per_s": served / seconds,
+        "p50_ms": latency("50"),
+        "p99_ms": latency("99"),
+        "server_cpu_ms_per_request": cpu / served * 1000,
     }
 
 
@@ -322,7 +343,7 @@ def main() -> None:
     if args.only in (None, "commit"):
         print("SQLite commit (WAL, FULL):", median_of([bench_commit() for _ in range(args.runs)]))
     if args.only in (None, "http-floor"):
-        runs = [asyncio.run(bench_http_floor(args.seconds, args.connections)) for _ in range(args.runs)]
+        runs = [bench_http_floor(args.seconds, args.connections) for _ in range(args.runs)]
         print("HTTP floor (authenticated read):", median_of(runs))
 
 
