@@ -19,14 +19,16 @@ built (probe rows, 1e-12); any difference, or a library without the entry point,
   through ``engine.ml.trees.CompiledTrees``: the trees as flat arrays walked by a numba kernel,
   LightGBM's decision rule and summation order, 1.9 times faster than ``Booster.predict`` on one
   thread and 2.6 times on two (large batches are split across threads; ``bench/README.md``, "ML
-  inference"); a model it does not take (categorical splits, linear trees) keeps
-  ``Booster.predict`` on one thread. Single rows go through LightGBM's C API single-row fast path
-  (``LGBM_BoosterPredictForMatSingleRowFast`` with a ``FastConfig`` prepared once), reached via
-  ctypes on the library LightGBM's Python package has loaded: the Python ``Booster.predict`` has
-  no single-row entry and its per-call set-up (a predictor object, parameter string, input
-  checks) measured 26 µs median / 105 µs p99 against 16 / 26 µs for the fast path (500 trees, 50
-  features, one core busy). ``lightgbm.basic._LIB`` is private API, hence the fallback to
-  ``Booster.predict`` if it is missing or refuses.
+  inference"). Single rows take the same compiled walk (``CompiledTrees.predict_row``: one
+  compiled call returning the float, 9 µs median for 500 trees and 50 features against 16 µs for
+  LightGBM's fastest single-row entry below). A model the compiled walk does not take
+  (categorical splits, linear trees) keeps ``Booster.predict`` on one thread for batches and, for
+  single rows, LightGBM's C API single-row fast path (``LGBM_BoosterPredictForMatSingleRowFast``
+  with a ``FastConfig`` prepared once), reached via ctypes on the library LightGBM's Python
+  package has loaded: the Python ``Booster.predict`` has no single-row entry and its per-call
+  set-up (a predictor object, parameter string, input checks) measured 26 µs median / 105 µs p99
+  against 16 / 26 µs for the fast path (one core busy). ``lightgbm.basic._LIB`` is private API,
+  hence the fallback to ``Booster.predict`` if it is missing or refuses.
 * ``xgboost-inplace``: a private copy of the ``Booster`` set to one thread, ``inplace_predict``
   (what ``XGBClassifier.predict_proba`` calls itself), ``best_iteration`` honoured as sklearn does.
 * ``catboost-1-thread``: ``CatBoostClassifier.predict_proba`` with ``thread_count=1`` (its default
@@ -37,10 +39,10 @@ Inputs: a row or matrix holding a NaN or inf gives NaN for that row (the model w
 finite rows only); a wrong number of columns raises ``ValueError``.
 
 Thread safety: a predictor is read-only after ``__init__`` (predictions never change the model);
-any number of threads may call it concurrently. LightGBM's single-row path serializes on the
-booster's own mutex (one row at a time per predictor, about 15 µs each for 500 trees), its batch
-path takes a shared lock; XGBoost documents ``inplace_predict`` as lock-free and thread-safe;
-sklearn's and CatBoost's ``predict_proba`` only read the fitted model; output buffers are per call.
+any number of threads may call it concurrently. The compiled walk only reads its arrays;
+LightGBM's single-row path (the fallback) serializes on the booster's own mutex, its batch path
+takes a shared lock; XGBoost documents ``inplace_predict`` as lock-free and thread-safe; sklearn's
+and CatBoost's ``predict_proba`` only read the fitted model; output buffers are per call.
 
 Compiled tree libraries were tried for the batch path and not taken: ``engine/ml/trees.py``
 says why (lleaves does not build against numba's llvmlite; tl2cgen's C disagreed with LightGBM).
@@ -49,6 +51,7 @@ says why (lleaves does not build against numba's llvmlite; tl2cgen's C disagreed
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import weakref
 from collections.abc import Callable
@@ -150,6 +153,8 @@ def _lightgbm(model: Any, n_features: int) -> tuple[Batch, Row | None]:
             return trees.predict(X, finite=True)  # predict_matrix passes finite rows only
         return np.asarray(booster.predict(X, num_iteration=num_iteration, num_threads=1), dtype=np.float64)
 
+    if trees is not None:
+        return batch, functools.partial(trees.predict_row, finite=True)  # predict_row: finite rows only
     try:
         row: Row | None = _FastRow(booster, n_features, num_iteration)
     except (AttributeError, OSError, RuntimeError):

@@ -31,6 +31,9 @@ def test_finite_rows_match_lightgbm_exactly() -> None:
     assert np.array_equal(trees.predict(X, finite=True), want)
     assert np.array_equal(trees.predict(X), want)
     assert trees.n_features == X.shape[1]
+    rows = np.array([trees.predict_row(r, finite=True) for r in X[:500]])
+    assert np.array_equal(rows, want[:500])
+    assert np.array_equal([trees.predict_row(r) for r in X[:500]], want[:500])
 
 
 def test_missing_values_follow_lightgbm_rules() -> None:
@@ -41,8 +44,10 @@ def test_missing_values_follow_lightgbm_rules() -> None:
     test[::4, 0] = np.nan
     test[::5, 1] = np.nan  # a feature trained without NaN: NaN reads as 0.0
     test[::6, 2] = 0.0
-    got = CompiledTrees.from_lightgbm(booster).predict(test)
-    assert np.array_equal(got, booster.predict(test, num_threads=1))
+    trees = CompiledTrees.from_lightgbm(booster)
+    want = booster.predict(test, num_threads=1)
+    assert np.array_equal(trees.predict(test), want)
+    assert np.array_equal([trees.predict_row(r) for r in test], want)
 
 
 def test_zero_as_missing_model_takes_the_general_kernel() -> None:
@@ -54,7 +59,11 @@ def test_zero_as_missing_model_takes_the_general_kernel() -> None:
     test = _data(seed=8)[0]
     test[::2, 0] = 0.0
     test[::7, 0] = 1e-36  # within LightGBM's zero threshold: missing too
-    assert np.array_equal(trees.predict(test, finite=True), booster.predict(test, num_threads=1))
+    want = booster.predict(test, num_threads=1)
+    assert np.array_equal(trees.predict(test, finite=True), want)
+    assert np.array_equal(
+        [trees.predict_row(r, finite=True) for r in test], want
+    )  # the promise is not enough
 
 
 def test_num_iteration_keeps_the_first_trees() -> None:
@@ -101,4 +110,8 @@ def test_wrong_shape_is_refused() -> None:
     trees = CompiledTrees.from_lightgbm(_booster(X, y))
     with pytest.raises(ValueError, match="12 columns"):
         trees.predict(X[:, :5])
+    with pytest.raises(ValueError, match="12 features"):
+        trees.predict_row(X[0, :5])
+    with pytest.raises(ValueError, match="12 features"):
+        trees.predict_row(X[:2])
     assert trees.predict(X[:0]).shape == (0,)

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 import pickle
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from algotrendy.core.market import Bars
 from algotrendy.engine.ml.features import compute, compute_last
 from algotrendy.engine.ml.models import MODEL_TYPES
 from algotrendy.engine.ml.pipeline import TrainedModel, TrainingConfig, train
+from algotrendy.engine.ml.trees import CompiledTrees
 from algotrendy.services.ml import inference
 from algotrendy.services.ml.inference import Predictor
 from tests.unit.engine.ml.test_pipeline import planted_bars
@@ -82,12 +84,35 @@ def test_every_path_gives_the_models_own_probabilities(model_type: str) -> None:
         assert abs(p.predict_row(X[i]) - trained.predict_proba_row(X[i])) <= 1e-12
 
 
-def test_lightgbm_single_rows_take_the_c_fast_path_with_one_thread() -> None:
-    p = Predictor(trained_model("lightgbm"))
-    assert isinstance(p._row, inference._FastRow)  # the probe check passed: not the fallback
+def _compiled_row(p: Predictor) -> bool:
+    row = p._row
+    return isinstance(row, functools.partial) and isinstance(row.func.__self__, CompiledTrees)
+
+
+def test_lightgbm_single_rows_take_the_compiled_walk() -> None:
+    trained = trained_model("lightgbm")
+    p = Predictor(trained)
+    assert _compiled_row(p)  # the probe check passed: not a fallback
     X = feature_matrix()[-300:]
     singles = np.array([p.predict_row(r) for r in X])
     np.testing.assert_array_equal(singles, p.predict_matrix(X))  # the same trees, bit for bit
+    np.testing.assert_array_equal(singles, trained.model.booster_.predict(X, num_threads=1))
+
+
+def test_a_lightgbm_model_the_walk_refuses_keeps_the_c_single_row_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(booster: Any, num_iteration: int = -1) -> CompiledTrees:
+        raise ValueError("unsupported split 'in' (categorical)")
+
+    monkeypatch.setattr(CompiledTrees, "from_lightgbm", refuse)
+    trained = trained_model("lightgbm")
+    p = Predictor(trained)
+    assert p.path == "lightgbm-booster" and isinstance(p._row, inference._FastRow)
+    X = feature_matrix()[-100:]
+    singles = np.array([p.predict_row(r) for r in X])
+    np.testing.assert_array_equal(singles, trained.model.booster_.predict(X, num_threads=1))
+    np.testing.assert_array_equal(p.predict_matrix(X), singles)
 
 
 def test_a_fast_path_that_disagrees_falls_back_to_sklearn(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -167,7 +192,7 @@ def test_concurrent_callers_get_the_sequential_answers() -> None:
 def test_pickles_by_rebuilding_from_the_trained_model() -> None:
     p = Predictor(trained_model("lightgbm"))
     again = pickle.loads(pickle.dumps(p))
-    assert again.path == p.path and isinstance(again._row, inference._FastRow)
+    assert again.path == p.path and _compiled_row(again)
     row = feature_matrix()[-1]
     assert again.predict_row(row) == p.predict_row(row)
 
