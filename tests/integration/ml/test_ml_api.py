@@ -536,6 +536,11 @@ async def test_an_lstm_trains_predicts_from_windows_and_explains(api: Api) -> No
     imp = r.json()
     assert "no split gain" in imp["method"]["gain"] and "window as one player" in imp["method"]["shap"]
 
-    bad = BASE | {"model_type": "lstm", "hyperparams": lstm, "label": {"dead_zone": 0.01}}
+    # a dead zone: the undecided bars stay in the windows with weight 0, the metrics count the rest
+    zoned = await trained(
+        api, h, model_type="lstm", hyperparams=lstm, name="lstm-zone", label={"dead_zone": 0.01}
+    )
+    assert zoned["metrics"]["n_holdout"] < model["metrics"]["n_holdout"]
+    bad = BASE | {"model_type": "voting", "hyperparams": {"members": ["lstm", "logistic"]}}
     r = await api.client.post(f"{ML}/models/train", json=bad, headers=h)
-    problem(r, 422, "label.dead_zone")
+    problem(r, 422, "hyperparams.members")

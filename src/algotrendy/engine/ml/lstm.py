@@ -23,9 +23,9 @@ Rows need not be adjacent bars: the window reads the previous rows *given*. When
 test block, windows just after the gap reach across it into older rows (still at or before ``i``
 in time, never into the block). The pipeline predicts a test block (and the hold-out) with the
 ``seq_len - 1`` complete rows before it as its first windows' context (``steps._positive_at``), as a
-live window reads them; ``predict_proba`` of a bare block pads its start. When labels are dropped
-(a dead zone, undecided barriers) the pipeline's rows skip those bars, while a live window reads
-every bar: keep the rows dense (no dead zone) for this model.
+live window reads them; ``predict_proba`` of a bare block pads its start. Bars whose label is
+undecided (a dead zone, a barrier not touched) stay in the pipeline's rows with weight 0
+(``steps._engineer``), so training windows read every bar, as a live window does.
 
 **Features** are standardized with the mean and standard deviation of the training rows (a
 constant column: scale 1). Missing values are not imputed: a NaN in a window makes that row's

@@ -56,6 +56,7 @@ __all__ = [
     "ENSEMBLE_TYPES",
     "MODEL_TYPES",
     "PARAMS",
+    "SEQUENCE_TYPES",
     "SPACES",
     "ModelType",
     "default_params",
@@ -71,6 +72,9 @@ ModelType = Literal[
 ]
 MODEL_TYPES: tuple[str, ...] = get_args(ModelType)
 BASE_TYPES: tuple[str, ...] = ("lightgbm", "xgboost", "catboost", "logistic", "random_forest", "lstm")
+SEQUENCE_TYPES: frozenset[str] = frozenset({"lstm"})
+"""Model types whose prediction reads a window of consecutive rows (``sequence_length`` > 1): the
+pipeline trains them on every bar, an unlabelled one with weight 0 (``steps._engineer``)."""
 ENSEMBLE_TYPES: tuple[str, ...] = ("voting", "stacking")
 DEFAULT_MEMBERS: tuple[str, ...] = ("lightgbm", "xgboost", "logistic")
 

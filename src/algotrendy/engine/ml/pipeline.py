@@ -17,7 +17,9 @@ end at exactly 1.0. An exception raised by ``progress`` (a cancelled job) stops 
 2. **FeatureEngineering**: ``features.compute`` (point in time: row ``t`` uses bars ``0..t``),
    the label (``direction`` over ``horizon`` bars with a dead zone, or ``triple_barrier``; 1 = up,
    0 = down, flat or undecided labels dropped), rows with a NaN feature (warm-up) or no label
-   dropped. Then the split: the bars after the warm-up are cut at ``1 - test_fraction``; the
+   dropped. A sequence model (``lstm``) reads windows of consecutive bars, so for it the bars
+   without a label stay in as samples of weight 0: context for the windows, never scored or
+   counted in a metric. Then the split: the bars after the warm-up are cut at ``1 - test_fraction``; the
    **hold-out** is every sample from there to the end (a single block, never shuffled); the
    **training part** is every sample whose label is settled before the hold-out's first bar
    (``t1 < split``: labels that run into the hold-out are purged). Uniqueness weights (AFML 4.4,
@@ -368,7 +370,7 @@ def train(bars: Bars, config: TrainingConfig, progress: Progress | None = None) 
     selected = tuple(names[j] for j in cols)
     sel_plan = parse(selected)
     ts = np.asarray(bars.ts, dtype=np.int64)
-    hold = data.holdout
+    hold = data.holdout[~np.isnan(data.y[data.holdout])]
     holdout_range = {
         **_range(ts, hold, data.t1[hold]),
         "split_index": data.split,
@@ -382,7 +384,7 @@ def train(bars: Bars, config: TrainingConfig, progress: Progress | None = None) 
         candidate_features=tuple(names),
         label=config.label,
         config=config,
-        train_range=_range(ts, tr.t0, tr.t1),
+        train_range=_range(ts, tr.t0[tr.scored], tr.t1[tr.scored]),
         holdout_range=holdout_range,
         metrics=metrics,
         feature_importance=importance,

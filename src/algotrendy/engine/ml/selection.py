@@ -52,12 +52,13 @@ def _select(tr: _Trainer, names: Sequence[str], rep: _Reporter) -> tuple[I64, di
         for f, (train_idx, test_idx) in enumerate(tr.splits):
             model = tr.fit(config.hyperparams, all_cols, train_idx)
             X_test = tr.X_all[test_idx]
-            y_test = tr.y[test_idx]
-            base = _log_loss(y_test, _positive(model, X_test))
+            s = tr.scored[test_idx]
+            y_test = tr.y[test_idx][s]
+            base = _log_loss(y_test, _positive(model, X_test)[s])
             for j in range(n_feat):
                 shuffled = X_test.copy()
                 shuffled[:, j] = rng.permutation(shuffled[:, j])
-                gains[j] += _log_loss(y_test, _positive(model, shuffled)) - base
+                gains[j] += _log_loss(y_test, _positive(model, shuffled)[s]) - base
             rep.at("FeatureSelection", (f + 1) / (k + 1))
         importance = gains / k
     order = sorted(range(n_feat), key=lambda j: (-importance[j], j))
@@ -88,7 +89,8 @@ def _optimize(
 
         p = tr.cv_proba(params, cols, fold)
         oos[n], chosen[n] = p, params
-        return _auc(tr.y, p) if maximize else _log_loss(tr.y, p)
+        s = tr.scored
+        return _auc(tr.y[s], p[s]) if maximize else _log_loss(tr.y[s], p[s])
 
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -17,7 +17,7 @@ from algotrendy.engine.ml import labels as lab
 from algotrendy.engine.ml.evaluate import previous_direction, report
 from algotrendy.engine.ml.feature_specs import FeaturePlan
 from algotrendy.engine.ml.features import compute
-from algotrendy.engine.ml.models import make_model, sequence_length
+from algotrendy.engine.ml.models import SEQUENCE_TYPES, make_model, sequence_length
 from algotrendy.engine.ml.validation import embargo_bars, purged_kfold
 
 if TYPE_CHECKING:
@@ -132,16 +132,20 @@ class _Data:
     X: F64  # (n_bars, n_features), NaN in the warm-up
     feature_ok: npt.NDArray[np.bool_]
     y: F64  # (n_bars,) 1/0/NaN
-    t1: I64  # (n_bars,) label end per bar (valid where y is not NaN)
+    t1: I64  # (n_bars,) label end per bar (for an unlabelled bar: where its label would have ended)
     fwd: F64  # (n_bars,) the labelled return (for the IC)
     split: int  # first bar of the hold-out
     train: I64  # training sample bar indices (t0)
     holdout: I64  # hold-out sample bar indices (t0)
-    weight: F64  # uniqueness weights of the training samples, scaled to mean 1
+    weight: F64  # uniqueness weights of the training samples, scaled to mean 1 (0: unlabelled)
     uniqueness: float  # their mean before scaling (AFML's bagging sample fraction)
 
 
 def _engineer(bars: Bars, plan: FeaturePlan, config: TrainingConfig) -> _Data:
+    """Features, labels and the samples. A row-wise model's samples are the labelled bars. A
+    sequence model (``models.SEQUENCE_TYPES``) reads windows of consecutive bars, as a live window
+    does, so its samples are every bar with features: a bar whose label is undecided (a dead zone,
+    a time-limit barrier) is a sample of weight 0, read as context and never scored."""
     n = len(bars)
     X = compute(bars, plan).values
     feature_ok = np.all(np.isfinite(X), axis=1)
@@ -162,7 +166,7 @@ def _engineer(bars: Bars, plan: FeaturePlan, config: TrainingConfig) -> _Data:
             low=bars.low,
         )
         y = np.where(tb.label > 0, 1.0, np.where(tb.label < 0, 0.0, np.nan))
-        t1 = tb.t1
+        t1 = np.where(tb.t1 >= 0, tb.t1, lab.event_ends(n, spec.horizon))  # unresolved: the time limit
         fwd = tb.ret
     usable = np.flatnonzero(feature_ok)
     if len(usable) == 0:
@@ -170,36 +174,43 @@ def _engineer(bars: Bars, plan: FeaturePlan, config: TrainingConfig) -> _Data:
     first = int(usable[0])
     split = first + math.floor((n - first) * (1.0 - config.test_fraction))
     labelled = feature_ok & ~np.isnan(y)
+    samples = feature_ok if config.model_type in SEQUENCE_TYPES else labelled
     idx = np.arange(n, dtype=np.int64)
-    train = idx[labelled & (idx < split) & (t1 < split)]
-    holdout = idx[labelled & (idx >= split)]
+    train = idx[samples & (idx < split) & (t1 < split)]
+    holdout = idx[samples & (idx >= split)]
+    n_train, n_holdout = int(labelled[train].sum()), int(labelled[holdout].sum())
     need_train = max(MIN_SAMPLES // 2, 10 * config.cv_splits)
-    if len(train) < need_train or len(holdout) < 10:
+    if n_train < need_train or n_holdout < 10:
         raise ValueError(
-            f"bars: too few labelled samples ({len(train)} for training, {len(holdout)} held out; "
+            f"bars: too few labelled samples ({n_train} for training, {n_holdout} held out; "
             f"need {need_train} and 10): more bars, a smaller dead zone or another label"
         )
-    if len(np.unique(y[train])) < 2:
+    scored = labelled[train]
+    if len(np.unique(y[train][scored])) < 2:
         raise ValueError("label: the training part holds a single class")
-    w = lab.uniqueness_weights(train, t1[train], split)
-    u = float(w.mean())
+    w = np.zeros(len(train))
+    w[scored] = lab.uniqueness_weights(train[scored], t1[train][scored], split)
+    u = float(w[scored].mean())
     return _Data(X, feature_ok, y, t1, fwd, split, train, holdout, w / u, u)
 
 
 class _Trainer:
-    """Fits and cross-validates models of one type on the training part."""
+    """Fits and cross-validates models of one type on the training part. ``scored`` marks the
+    samples with a label: every metric reads those only (the others are a sequence model's
+    weight-0 context rows, ``_engineer``)."""
 
     def __init__(self, data: _Data, config: TrainingConfig) -> None:
         self.config = config
         self.t0 = data.train
         self.t1 = data.t1[data.train]
-        self.y = data.y[data.train].astype(np.int64)
+        self.scored = ~np.isnan(data.y[data.train])
+        self.y = np.nan_to_num(data.y[data.train]).astype(np.int64)
         self.w = data.weight
         self.uniqueness = data.uniqueness
         self.X_all = data.X[data.train]
         self.splits = list(purged_kfold(self.t0, self.t1, config.cv_splits, config.embargo))
         for train_idx, _ in self.splits:
-            if len(np.unique(self.y[train_idx])) < 2:
+            if len(np.unique(self.y[train_idx][self.scored[train_idx]])) < 2:
                 raise ValueError(
                     "cv_splits: a training fold holds a single class; use fewer folds or more data"
                 )
@@ -255,7 +266,8 @@ def _validate_model(
     bars: Bars, data: _Data, tr: _Trainer, model: Any, cols: I64, cv_p: F64, config: TrainingConfig
 ) -> dict[str, Any]:
     close = np.asarray(bars.close, dtype=np.float64)
-    rate = float(tr.y.mean())
+    s = tr.scored
+    rate = float(tr.y[s].mean())
     costs: dict[str, Any] = {
         "threshold_long": config.threshold_long,
         "threshold_short": config.threshold_short,
@@ -267,10 +279,10 @@ def _validate_model(
     cv_bars = np.full(last - first + 1, np.nan)
     cv_bars[tr.t0 - first] = cv_p
     cv = report(
-        tr.y,
-        cv_p,
-        forward_ret=data.fwd[tr.t0],
-        prev_direction=previous_direction(close, tr.t0),
+        tr.y[s],
+        cv_p[s],
+        forward_ret=data.fwd[tr.t0[s]],
+        prev_direction=previous_direction(close, tr.t0[s]),
         train_positive_rate=rate,
         bars=bars.slice(first, last + 1),
         p_bars=cv_bars,
@@ -279,6 +291,8 @@ def _validate_model(
     # hold-out: the final model on the block it never saw, traded to the end of the data
     hold = data.holdout
     p_hold = _positive_at(model, data.X, hold, cols)
+    hs = ~np.isnan(data.y[hold])
+    hold, p_hold = hold[hs], p_hold[hs]
     n = len(bars)
     holdout = report(
         data.y[hold],
@@ -294,7 +308,7 @@ def _validate_model(
         "cv": cv,
         "holdout": holdout,
         "train_positive_rate": rate,
-        "n_train": len(tr.t0),
+        "n_train": int(s.sum()),
         "n_holdout": len(hold),
         "cv_splits": config.cv_splits,
         "embargo_bars": embargo_bars(config.embargo, tr.t0, tr.t1),

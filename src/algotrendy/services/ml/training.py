@@ -76,28 +76,19 @@ def config_of(request: ModelTrainCreate, *, n_jobs: int) -> dict[str, Any]:
 
 
 def _check_sequence(config: TrainingConfig) -> None:
-    """An ``lstm`` reads the windows of consecutive bars. The pipeline trains on labelled bars
-    only, so a label that leaves bars out (a dead zone, triple barrier) would make training
-    windows skip bars a live window reads; ensembles combine row-wise members."""
+    """An ``lstm`` needs PyTorch to train; ensembles combine row-wise members, so it cannot be
+    one. Any label works: bars without one stay in its windows with weight 0 (``steps._engineer``)."""
     members = config.hyperparams.get("members") or () if config.model_type in ENSEMBLE_TYPES else ()
     if "lstm" in members:
         raise Invalid(
             "lstm is a sequence model and cannot be an ensemble member; train it on its own",
             field="hyperparams.members",
         )
-    if config.model_type != "lstm":
-        return
-    if not torch_available():
+    if config.model_type == "lstm" and not torch_available():
         raise Invalid(
             "model type 'lstm' needs PyTorch where models are trained: pip install torch==2.13.0 (CPU build)",
             field="model_type",
         )
-    if config.label.kind != "direction":
-        raise Invalid(
-            "an lstm model needs a label on every bar: use label.kind 'direction'", field="label.kind"
-        )
-    if config.label.dead_zone > 0:
-        raise Invalid("an lstm model needs a label on every bar: no dead zone", field="label.dead_zone")
 
 
 def _range(request: ModelTrainCreate, now: datetime) -> tuple[datetime | None, datetime | None]:

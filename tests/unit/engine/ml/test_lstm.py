@@ -353,3 +353,31 @@ def test_pipeline_end_to_end(beta: float, signal: bool) -> None:
     assert trained.model.predict_proba_last(X[-4:])[1] == pytest.approx(last, abs=1e-12)
     again = pickle.loads(pickle.dumps(trained))
     np.testing.assert_array_equal(again.predict_proba(X[-50:]), trained.predict_proba(X[-50:]))
+
+
+def test_pipeline_with_a_dead_zone_trains_on_every_bar_and_scores_the_labelled() -> None:
+    """Bars inside the dead zone are weight-0 context in the windows: the planted signal is still
+    found, and every metric counts the labelled bars only."""
+    pytest.importorskip("torch")
+    from algotrendy.engine.ml.features import parse
+    from algotrendy.engine.ml.pipeline import LabelSpec, TrainingConfig, train
+    from algotrendy.engine.ml.steps import _engineer
+    from tests.unit.engine.ml.test_pipeline import planted_bars
+
+    bars = planted_bars(1200, seed=3, beta=-0.45)
+    config = TrainingConfig(
+        features="minimal",
+        model_type="lstm",
+        hyperparams={**TINY, "seq_len": 4, "epochs": 10},
+        label=LabelSpec("direction", horizon=1, dead_zone=0.004),
+        cv_splits=3,
+        embargo=5,
+    )
+    trained = train(bars, config)
+    data = _engineer(bars, parse(config.features), config)
+    labelled = ~np.isnan(data.y)
+    assert trained.metrics["n_train"] == labelled[data.train].sum() < len(data.train)
+    assert trained.metrics["n_holdout"] == labelled[data.holdout].sum() < len(data.holdout)
+    assert trained.train_range["n_samples"] == trained.metrics["n_train"]
+    for part in ("cv", "holdout"):
+        assert trained.metrics[part]["model"]["auc"] > 0.6, part

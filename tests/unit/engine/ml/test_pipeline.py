@@ -296,3 +296,31 @@ def test_a_sequence_model_predicts_a_block_with_the_rows_before_it_as_context() 
     # rows that are not consecutive are predicted on their own
     gaps = np.array([6, 8, 9])
     assert np.allclose(_positive_at(model, X, gaps, cols), _positive(model, X[gaps]))
+
+
+@pytest.mark.parametrize(
+    "label",
+    [
+        LabelSpec("direction", horizon=1, dead_zone=0.004),
+        LabelSpec("triple_barrier", horizon=5, profit_take=1.0, stop_loss=1.0),
+    ],
+)
+def test_a_sequence_model_keeps_every_bar_and_scores_only_the_labelled(bars: Bars, label: LabelSpec) -> None:
+    from algotrendy.engine.ml.features import parse
+    from algotrendy.engine.ml.steps import _engineer, _Trainer
+
+    plan = parse(config().features)
+    rows = _engineer(bars, plan, config(label=label))  # row-wise: labelled bars only
+    seq = _engineer(bars, plan, config(label=label, model_type="lstm", hyperparams={"seq_len": 4}))
+    # the dead zone leaves bars undecided throughout; the barriers, at the end (unresolved)
+    assert np.isnan(seq.y[seq.holdout]).any()
+    assert np.all(np.diff(seq.train) == 1) and np.all(np.diff(seq.holdout) == 1)  # every bar, in order
+    assert seq.holdout[0] == seq.split == rows.split and seq.holdout[-1] == len(bars) - 1
+    labelled = ~np.isnan(seq.y[seq.train])
+    np.testing.assert_array_equal(seq.train[labelled], rows.train)
+    np.testing.assert_array_equal(seq.weight[~labelled], 0.0)  # context, never fitted on
+    np.testing.assert_allclose(seq.weight[labelled], rows.weight)  # the same uniqueness weights
+    assert np.all(seq.t1[seq.train] >= seq.train) and np.all(seq.t1[seq.train] < seq.split)
+    tr = _Trainer(seq, config(label=label, model_type="lstm", hyperparams={"seq_len": 4}))
+    np.testing.assert_array_equal(tr.scored, labelled)
+    np.testing.assert_array_equal(tr.y[tr.scored], rows.y[rows.train])
