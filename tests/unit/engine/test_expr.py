@@ -537,8 +537,11 @@ def test_warmup_is_the_first_defined_bar(text: str, use: int) -> None:
 def test_warmup_of_named_series_and_errors() -> None:
     assert warmup(parse("fast_ma crosses_above slow"), {}, {"fast_ma": 9, "slow": 29}) == 30
     assert warmup(parse("sma(fast_ma, 5)"), {}, {"fast_ma": 9}) == 13
-    with pytest.raises(TemplateError, match="sma: parameter period must be int"):
+    with pytest.raises(TemplateError, match=r"period must be int .* \(from parameter 'n'\)") as err:
         warmup(parse("sma(close, n)"), {"n": 1})
+    assert err.value.field == "params.n"  # the same message and field as evaluating it
+    with pytest.raises(TemplateError, match=r"period must be int .* \(at column 1\)"):
+        warmup(parse("sma(close, 1)"))
 
 
 # ---- property: well-formed expressions evaluate or raise TemplateError ---------------------------

@@ -18,11 +18,9 @@ from algotrendy.engine.expr.nodes import (
     Name,
     Node,
     children,
-    single_input,
     walk,
 )
 from algotrendy.engine.template import ParamValue, TemplateError
-from algotrendy.indicators.schema import IndicatorError
 
 
 def constant(node: Node, params: Mapping[str, ParamValue]) -> float:
@@ -70,14 +68,7 @@ def warmup(
         if isinstance(n, Binary) and n.op in ("crosses_above", "crosses_below"):
             return max(w(n.left), w(n.right)) + 1
         if isinstance(n, Call) and n.func in SPECS:
-            spec = SPECS[n.func]
-            single = single_input(spec)
-            pargs = n.args[1:] if single else n.args
-            raw = {p.name: ev.const(a) for p, a in zip(spec.params, pargs, strict=False)}
-            try:
-                resolved = spec.resolve(raw)
-            except IndicatorError as exc:
-                raise TemplateError(f"{exc} (at column {n.col})") from None
+            spec, single, resolved = ev.resolve(n)
             return spec.warmup(resolved) + (w(n.args[0]) if single else 0)
         if isinstance(n, Call) and n.func in ("shift", "highest", "lowest", "change", "pct_change"):
             k = ev.window(n, 0 if n.func == "shift" else 1)

@@ -36,7 +36,7 @@ from algotrendy.engine.result import B8
 from algotrendy.engine.template import ParamValue, TemplateError
 from algotrendy.indicators.batch import talib_call
 from algotrendy.indicators.catalog import compute_resolved
-from algotrendy.indicators.schema import IndicatorError
+from algotrendy.indicators.schema import IndicatorError, IndicatorSpec
 
 # ---- evaluation ---------------------------------------------------------------------------------
 
@@ -268,18 +268,24 @@ class _Evaluator:
             return self.cached(f, node.args[0], (k,), lambda x: {f: _rolling(x(), k, f == "highest")})[f]
         return self.indicator(node)
 
-    def indicator(self, node: Call) -> F64:
+    def resolve(self, node: Call) -> tuple[IndicatorSpec, bool, dict[str, Any]]:
+        """The catalog spec of an indicator call, whether it takes one input series (its first
+        argument) and its resolved parameters; a ``TemplateError`` naming the template parameter
+        (or the column) that gives a bad value."""
         spec = SPECS[node.func]
         single = single_input(spec)
         pargs = node.args[1:] if single else node.args
         raw = {p.name: self.const(a) for p, a in zip(spec.params, pargs, strict=False)}
         try:
-            resolved = spec.resolve(raw)
+            return spec, single, spec.resolve(raw)
         except IndicatorError as exc:
             arg = next((a for p, a in zip(spec.params, pargs, strict=False) if p.name == exc.param), None)
             if isinstance(arg, Name) and arg.id in self.params:
                 raise TemplateError(f"{exc} (from parameter {arg.id!r})", field=f"params.{arg.id}") from None
             raise TemplateError(f"{exc} (at column {node.col})") from None
+
+    def indicator(self, node: Call) -> F64:
+        spec, single, resolved = self.resolve(node)
 
         def compute(x: Callable[[], F64]) -> dict[str, F64]:
             xs = x()
