@@ -47,7 +47,7 @@ from algotrendy.engine.ml.features import FeaturePlan, compute, compute_last, pa
 from algotrendy.engine.ml.pipeline import TrainedModel, TrainingConfig, train
 from algotrendy.engine.ml.streaming import FeatureStream
 from algotrendy.engine.ml.trees import CompiledTrees
-from algotrendy.services.ml.inference import Predictor
+from algotrendy.services.ml.inference import Predictor, _FastRow
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import cpu_model, timings_us
@@ -194,14 +194,17 @@ def main() -> None:
     windows = [real.slice(end - w, end) for end in range(len(real) - 255, len(real) + 1)]
 
     load_before = os.getloadavg()
-    next_row, next_row2, next_win, next_win2 = (
+    next_row, next_row2, next_row3, next_win, next_win2 = (
+        cycling(rows),
         cycling(rows),
         cycling(rows),
         cycling(windows),
         cycling(windows),
     )
+    c_row = _FastRow(trained.model.booster_, len(trained.feature_names), -1)
     cases = {
         "row": rounds(lambda: predictor.predict_row(next_row()), args.runs, args.repeats),
+        "c_row": rounds(lambda: c_row(next_row3()), args.runs, args.repeats),
         "sklearn_row": rounds(lambda: trained.predict_proba_row(next_row2()), args.runs // 4, args.repeats),
         "bars": rounds(lambda: predictor.predict_bars(next_win()), args.runs, args.repeats),
         "features": rounds(lambda: compute_last(next_win2(), plan), args.runs, args.repeats),
@@ -244,7 +247,8 @@ def main() -> None:
     print(f"| case | median | p99 (median of {args.repeats} rounds) | p99 range |")
     print("| --- | ---: | ---: | ---: |")
     labels = {
-        "row": "`Predictor.predict_row`",
+        "row": "`Predictor.predict_row` (compiled walk)",
+        "c_row": "LightGBM's C single-row entry (the fallback), for comparison",
         "sklearn_row": "`TrainedModel.predict_proba_row` (sklearn wrapper)",
         "bars": f"`Predictor.predict_bars`, {w}-bar window (features + model)",
         "features": f"`compute_last` alone, same windows ({len(plan.specs)} features)",
