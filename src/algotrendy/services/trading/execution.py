@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -70,6 +69,7 @@ from algotrendy.services.trading.interface import (
     OrderUnknown,
     VenueState,
 )
+from algotrendy.services.trading.listeners import Listeners
 from algotrendy.services.trading.seen import Seen
 
 log = structlog.get_logger(__name__)
@@ -108,10 +108,8 @@ class Execution:
         self._cancel_reasons: dict[str, str] = {}
         """Why a cancel was asked, by client order id: the venue's stream may report the
         cancellation before the cancel call returns."""
-        self.fill_listeners: list[Callable[[dict[str, Any], VenueFill], Awaitable[None]]] = []
-        """Called after each fill commits (strategy deployments hear their fills here)."""
-        self.final_listeners: list[Callable[[dict[str, Any], OrderStatus, str], Awaitable[None]]] = []
-        """Called after an order becomes cancelled, rejected or expired."""
+        self.listeners = Listeners()
+        """Who hears of booked fills and final orders (``listeners``)."""
 
     # ---- creating and sending ------------------------------------------------------------------
 
@@ -389,11 +387,7 @@ class Execution:
             await self._notify_final(dict(row, status=target.value, reason=reason), target, reason)
 
     async def _notify_final(self, row: dict[str, Any], status: OrderStatus, reason: str) -> None:
-        for listener in self.final_listeners:
-            try:
-                await listener(row, status, reason)
-            except Exception:
-                log.exception("trading.listener.failed", order_id=str(row["id"]))
+        await self.listeners.ended(row, status, reason)
 
     async def _transition(
         self, session: AsyncSession, row: dict[str, Any], target: OrderStatus, reason: str
@@ -462,11 +456,7 @@ class Execution:
             self.seen.order(row)
             if row["status"] == OrderStatus.PARTIAL_FILL.value:
                 self._fail.hit("trading.after_partial_fill")
-            for listener in self.fill_listeners:
-                try:
-                    await listener(row, vf)
-                except Exception:
-                    log.exception("trading.listener.failed", trade_id=vf.trade_id)
+            await self.listeners.filled(row, vf)
 
     async def _book(
         self, session: AsyncSession, account: dict[str, Any], row: dict[str, Any], vf: VenueFill

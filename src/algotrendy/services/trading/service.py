@@ -41,9 +41,10 @@ from algotrendy.core.clock import Clock
 from algotrendy.core.errors import Conflict, Invalid, NotFound, TemporaryError
 from algotrendy.core.failpoints import NONE as NO_FAILPOINTS
 from algotrendy.core.failpoints import Failpoints
-from algotrendy.core.venue import QuoteSource, VenueError
+from algotrendy.core.venue import QuoteSource, Venue, VenueError
 from algotrendy.db.outbox import Outbox
 from algotrendy.engine.orders import OrderSide, OrderStatus, OrderType
+from algotrendy.engine.risk import RiskLimits
 from algotrendy.services.ml.interface import ModelScores
 from algotrendy.services.portfolio.interface import PortfolioApi
 from algotrendy.services.risk.interface import RiskApi
@@ -147,8 +148,8 @@ class TradingService:
             buy_haircut=float((1 + settings.market_reserve_buffer) * (1 + settings.reserve_fee_rate)),
             models=models,
         )
-        self.execution.fill_listeners.append(self.deployments_.on_fill)
-        self.execution.final_listeners.append(self.deployments_.on_final)
+        self.execution.listeners.fill.append(self.deployments_.on_fill)
+        self.execution.listeners.final.append(self.deployments_.on_final)
 
     async def start(self) -> None:
         await self._venues.start()
@@ -300,13 +301,33 @@ class TradingService:
         reference = await self._reference_price(request)
         check_rules(request, rules, reference)
         limits = (await self._risk().limits_for(portfolio_id=request.portfolio_id)).engine_limits()
+        # The account's turn (``turns``) from the intent to the venue's answer applied, so one
+        # account keeps at most one order in the database's queue. Fills booked meanwhile are heard
+        # by deployments after the turn (``listeners``): one may place this account's next order.
+        async with self.execution.listeners.after(), self._turns.turn(request.portfolio_id):
+            return await self._place(owner_id, request, venue, reference, limits, digest, idempotency_key,
+                                     deployment_id=deployment_id, local_id=local_id, tag=tag)  # fmt: skip
+
+    async def _place(
+        self,
+        owner_id: uuid.UUID,
+        request: OrderCreate,
+        venue: Venue,
+        reference: Decimal,
+        limits: RiskLimits[Decimal],
+        digest: str,
+        idempotency_key: str | None,
+        *,
+        deployment_id: uuid.UUID | None,
+        local_id: str | None,
+        tag: str | None,
+    ) -> tuple[OrderRead, bool]:
+        """The intent (risk check and reservation, committed), then the venue: ``submit_order``."""
         client_order_id = request.client_order_id or f"at-{uuid.uuid4().hex[:32]}"
         now = self._clock.now()
         order_id = uuid.uuid4()
         try:
-            # The account's turn (``turns``) for the intent only: fills booked during ``send`` call
-            # back into deployments, which may place this account's next order.
-            async with self._turns.turn(request.portfolio_id), self._sessions() as session, session.begin():
+            async with self._sessions() as session, session.begin():
                 locked = await store.lock_account(session, request.portfolio_id)
                 assert locked is not None  # created above
                 snapshot = await account_snapshot(

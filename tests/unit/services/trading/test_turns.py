@@ -60,3 +60,25 @@ async def test_a_failure_or_cancellation_gives_the_turn_back() -> None:
     assert turns.waiting(a) == 0
     async with turns.turn(a):  # free again
         assert turns.waiting(a) == 1
+    assert not turns._holders
+
+
+async def test_the_holding_task_may_nest_its_turn_while_others_wait() -> None:
+    turns = Turns()
+    a = uuid.uuid4()
+    order: list[str] = []
+
+    async def other() -> None:
+        async with turns.turn(a):
+            order.append("other")
+
+    async with turns.turn(a):
+        waiter = asyncio.create_task(other())
+        await asyncio.sleep(0)
+        async with turns.turn(a):  # the holder's own nested turn: no wait for itself
+            order.append("nested")
+        await asyncio.sleep(0)
+        assert order == ["nested"] and not waiter.done()  # the turn is still held
+    await asyncio.wait_for(waiter, 1)
+    assert order == ["nested", "other"]
+    assert not turns._locks and not turns._holders
