@@ -11,7 +11,6 @@ rows are claimed with ``FOR UPDATE SKIP LOCKED``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from datetime import timedelta
 from functools import cache
@@ -38,6 +37,7 @@ from algotrendy.core.clock import Clock
 from algotrendy.core.events import Bus, Envelope, Event
 from algotrendy.db.base import metadata
 from algotrendy.db.types import UTCDateTime
+from algotrendy.db.waits import wait_event
 
 log = structlog.get_logger(__name__)
 
@@ -95,8 +95,7 @@ class Outbox:
         self._wakeup.set()
 
     async def wait(self, max_wait: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), max_wait)
+        await wait_event(self._wakeup, max_wait)
         self._wakeup.clear()
 
 

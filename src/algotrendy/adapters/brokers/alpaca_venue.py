@@ -73,6 +73,7 @@ from algotrendy.core.venue import (
     VenuePosition,
     VenueRejected,
 )
+from algotrendy.db.waits import wait_event
 
 from ._validate import req
 from ._venue_common import REMEMBERED, Lru, signed
@@ -387,9 +388,7 @@ class AlpacaVenue:
                     yield order
                 if order.status in FINAL:
                     seen.pop(order.venue_order_id, None)
-            try:
-                await asyncio.wait_for(self._closing.wait(), timeout=self._poll_interval)
-            except TimeoutError:
+            if not await wait_event(self._closing, self._poll_interval):
                 continue
 
     async def _poll(self, since_ns: int) -> tuple[list[VenueFill], list[VenueOrder]]:

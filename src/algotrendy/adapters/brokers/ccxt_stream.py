@@ -15,7 +15,6 @@ poll of the open orders and the new trades.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from decimal import Decimal
@@ -24,6 +23,7 @@ from typing import Any
 import structlog
 
 from algotrendy.core.venue import Venue, VenueDataError, VenueError, VenueEvent, VenueFill, VenueOrder
+from algotrendy.db.waits import wait_event
 
 from ._venue_common import Lru
 from .ccxt_http import CcxtClient, short
@@ -131,8 +131,7 @@ class EventPoller:
             for unified in self._markets.targets():
                 async for fill in self._poll_trades(unified, since, start_ms, reported):
                     yield fill
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closed.wait(), timeout=self._interval)
+            await wait_event(self._closed, self._interval)
 
     async def _poll_orders(self) -> list[VenueOrder]:
         """The open orders, then the final state of those that left the open list."""

@@ -18,7 +18,6 @@ not wait for that group, which would deadlock; the event is still queued and han
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import NamedTuple
@@ -27,6 +26,7 @@ import structlog
 
 from algotrendy.core.errors import TemporaryError
 from algotrendy.core.events import Envelope, Handler, topic_matches
+from algotrendy.db.waits import wait_event
 
 log = structlog.get_logger(__name__)
 
@@ -219,8 +219,7 @@ class InMemoryBus:
                         error_type=type(exc).__name__,
                         retry_in=delay,
                     )
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(worker.stopping.wait(), delay)
+                    await wait_event(worker.stopping, delay)
                     if worker.stopping.is_set():
                         self._hand_back(grp, delivery)
                         return

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from algotrendy.core.clock import Clock
 from algotrendy.core.ids import new_id
 from algotrendy.db.outbox import Outbox
+from algotrendy.db.waits import wait_event
 from algotrendy.services.jobs import store
 from algotrendy.services.jobs.interface import Executor, JobFinished, JobHandle, JobStatus
 from algotrendy.services.jobs.registry import JobRegistry, describe_error, estimate_eta, execute_job
@@ -152,8 +153,7 @@ class JobRunner:
             except Exception as exc:
                 log.error("jobs.runner_error", error=describe_error(exc))
             timeout = max(0.0, min(self._poll, next_maintenance - loop.time()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
+            await wait_event(self._wakeup, timeout)  # a stop's cancel is never lost (``db.waits``)
             self._wakeup.clear()
 
     async def _maintain(self) -> None:

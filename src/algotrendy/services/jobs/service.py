@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import json
 import math
 import uuid
@@ -23,6 +22,7 @@ from algotrendy.core.errors import Conflict, Invalid, NotFound
 from algotrendy.core.ids import new_id
 from algotrendy.db.engine import begin_serialized
 from algotrendy.db.outbox import Outbox
+from algotrendy.db.waits import wait_event
 from algotrendy.services.jobs import store
 from algotrendy.services.jobs.interface import Executor, JobRead, JobStatus
 from algotrendy.services.jobs.registry import JobRegistry
@@ -175,8 +175,7 @@ class JobsService:
             left = deadline - loop.time()
             if job.status.finished or left <= 0:
                 return job
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(signal.wait(), min(left, self._wait_poll))
+            await wait_event(signal, min(left, self._wait_poll))
 
     # --- lifecycle -------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from algotrendy.core.clock import Clock
 from algotrendy.core.errors import AlgoTrendyError, TemporaryError
 from algotrendy.core.ports import Mailer, MailMessage
+from algotrendy.db.waits import wait_event
 from algotrendy.gateway import metrics
 from algotrendy.services.users.store import MailRow
 
@@ -145,8 +146,7 @@ class MailWorker:
                 raise
             except Exception as exc:
                 log.error("mail.worker_error", error=repr(exc)[:300])
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll)
+            await wait_event(self._wake, self._poll)
             self._wake.clear()
 
     def start(self) -> None:
