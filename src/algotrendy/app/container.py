@@ -118,6 +118,9 @@ class Container:
     clock: Clock
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    # Commits that do not wait for the disk, for records whose loss is recovered by design
+    # (outbox relays' marks, the paper venue's book): ``db.engine.make_sessionmaker``.
+    relaxed_sessions: async_sessionmaker[AsyncSession]
     bus: Bus
     cache: Cache
     limiter: RateLimiter
@@ -170,6 +173,7 @@ class Container:
             clock=clock,
             engine=engine,
             sessions=sessions,
+            relaxed_sessions=make_sessionmaker(engine, durable=False),
             bus=_bus(settings),
             cache=cache,
             limiter=limiter,
@@ -273,7 +277,7 @@ class Container:
         failpoints = self.failpoints
         return OutboxRelay(
             outbox=outbox,
-            sessions=self.sessions,
+            sessions=self.relaxed_sessions,
             bus=self.bus,
             clock=self.clock,
             on_published=lambda e: metrics.EVENTS_PUBLISHED.labels(e.event_type).inc(),

@@ -261,7 +261,7 @@ def build_trading(container: Container) -> None:
     feed_for = _feed_factory(container, store)
     quotes = StoreQuotes(store, feed_for)
     exchange = PaperExchange(
-        sessions=container.sessions,
+        sessions=container.relaxed_sessions,  # the venue's book: durable with the booking after it
         quotes=quotes,
         clock=container.clock,
         fee_rate=settings.paper_fee_rate,

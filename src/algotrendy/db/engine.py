@@ -7,6 +7,18 @@ begins ``IMMEDIATE`` on the engine's one connection, so sessions queue on the po
 order, which is what makes check-then-write sequences safe in the embedded shape.
 ``begin_serialized`` opens a write transaction that serializes check-then-write sequences
 (``BEGIN IMMEDIATE`` on SQLite; on PostgreSQL callers lock rows with ``SELECT ... FOR UPDATE``).
+
+``make_sessionmaker(engine, durable=False)`` gives sessions whose commits do not wait for the
+disk: SQLite ``synchronous=NORMAL`` for that transaction (WAL: no fsync at its commit),
+PostgreSQL ``SET LOCAL synchronous_commit TO OFF``. Such a commit is as atomic and as visible as
+any other and survives ``kill -9`` (it is in the OS's page cache / the server's WAL buffers); a
+power failure or an OS crash can lose it, but never alone: both logs are sequential, so it
+becomes durable with the next durable commit on the same database. Only records whose loss is
+recovered by design may use it: an outbox relay's "published" marks (a lost mark republishes,
+consumers are idempotent) and the paper venue's book (the order's intent was committed durably
+before the venue was called, and the booking of the venue's answer is a durable commit after
+it, so the venue's record is durable before anyone relies on it; lost with the power, the
+order is one the venue never saw, which reconciliation resolves).
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from algotrendy.db import sqlite_inline
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+_DURABLE = "durable_commit"  # execution option set by ``make_sessionmaker(durable=False)``
 
 
 def is_sqlite(url: str) -> bool:
@@ -36,7 +49,7 @@ def sqlite_path(url: str) -> Path | None:
     return Path(u.database)
 
 
-def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_on_connect(dbapi_conn: Any, record: Any) -> None:
     # isolation_level=None lets SQLAlchemy emit BEGIN itself, which is what makes BEGIN
     # IMMEDIATE possible. No busy timeout on the connection: ``sqlite_inline`` waits for a
     # lock held by another process in its own thread, never on the event loop.
@@ -47,14 +60,27 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA busy_timeout=0")
     cur.execute("PRAGMA synchronous=FULL")
     cur.close()
+    record.info["synchronous"] = "FULL"
 
 
 def _sqlite_on_begin(conn: Any) -> None:
     # IMMEDIATE by default: in WAL mode a deferred transaction that reads and then writes
     # fails at once ("database is locked", no busy wait) if another writer committed in
     # between. Taking the write lock up front makes writers queue on the busy timeout.
-    mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
-    conn.exec_driver_sql(f"BEGIN {mode}")
+    options = conn.get_execution_options()
+    # The commit's sync level is the connection's setting when COMMIT runs; it may only be
+    # changed outside a transaction, so it is set (when it differs) before BEGIN.
+    level = "FULL" if options.get(_DURABLE, True) else "NORMAL"
+    if conn.info.get("synchronous") != level:
+        conn.connection.driver_connection.set_synchronous(level)  # no statement machinery
+        conn.info["synchronous"] = level
+    conn.exec_driver_sql(f"BEGIN {options.get('sqlite_begin', 'IMMEDIATE')}")
+
+
+def _postgres_on_begin(conn: Any) -> None:
+    # Runs before the transaction's first statement; SET LOCAL ends with the transaction.
+    if not conn.get_execution_options().get(_DURABLE, True):
+        conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
 
 
 def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
@@ -81,7 +107,7 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEn
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         echo=echo,
         hide_parameters=True,
@@ -90,9 +116,15 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEn
         pool_pre_ping=True,
         pool_recycle=1800,
     )
+    if engine.dialect.name == "postgresql":
+        event.listen(engine.sync_engine, "begin", _postgres_on_begin)
+    return engine
 
 
-def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+def make_sessionmaker(engine: AsyncEngine, *, durable: bool = True) -> async_sessionmaker[AsyncSession]:
+    """Sessions on ``engine``; ``durable=False``: commits that do not wait for the disk (see above)."""
+    if not durable:
+        engine = engine.execution_options(**{_DURABLE: False})
     return async_sessionmaker(engine, expire_on_commit=False)
 
 

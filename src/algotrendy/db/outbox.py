@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
+    bindparam,
     delete,
     event,
     insert,
@@ -128,6 +129,17 @@ class OutboxRelay:
         self._on_published = on_published
         self._before_publish = before_publish
         self._stopping = False
+        t = self._table
+        # Built once (the relay runs after every commit that adds a row): values are parameters.
+        self._unsent = (
+            select(t.c.id, t.c.envelope).where(t.c.published_at.is_(None)).order_by(t.c.id).limit(batch_size)
+        )
+        self._claim = self._unsent.with_for_update(skip_locked=True)  # PostgreSQL: relays share
+        self._mark_sent = (
+            update(t)
+            .where(t.c.id.in_(bindparam("ids", expanding=True)))
+            .values(published_at=bindparam("at"), attempts=t.c.attempts + 1)
+        )
 
     @property
     def name(self) -> str:
@@ -141,22 +153,18 @@ class OutboxRelay:
         transaction is held across a publish, because a consumer handling the event needs
         the single write lock; rows are read, published, then marked one by one.
         """
-        t = self._table
-        stmt = (
-            select(t.c.id, t.c.envelope).where(t.c.published_at.is_(None)).order_by(t.c.id).limit(self._batch)
-        )
         published = 0
         async with self._sessions() as session:
             if session.get_bind().dialect.name == "postgresql":
                 async with session.begin():
-                    rows = (await session.execute(stmt.with_for_update(skip_locked=True))).all()
+                    rows = (await session.execute(self._claim)).all()
                     for row_id, raw in rows:
                         if not await self._publish_one(session, row_id, raw):
                             break
                         published += 1
                 await self._purge()
                 return published
-            rows = (await session.execute(stmt)).all()
+            rows = (await session.execute(self._unsent)).all()
             await session.rollback()
         # Publish the batch, then mark what went out in one write transaction (a crash in
         # between republishes those rows: at least once, and consumers keep an inbox).
@@ -179,11 +187,7 @@ class OutboxRelay:
             t = self._table
             async with self._sessions() as session, session.begin():
                 if sent:
-                    await session.execute(
-                        update(t)
-                        .where(t.c.id.in_(sent))
-                        .values(published_at=self._clock.now(), attempts=t.c.attempts + 1)
-                    )
+                    await session.execute(self._mark_sent, {"ids": sent, "at": self._clock.now()})
                 if failed is not None:
                     await session.execute(
                         update(t)

@@ -136,6 +136,12 @@ class _Connection:
     async def execute(self, sql: str, parameters: Sequence[Any] = ()) -> _Cursor:
         return await self.cursor().execute(sql, parameters)
 
+    def set_synchronous(self, level: str) -> None:
+        """``PRAGMA synchronous`` (outside a transaction): whether the next commits wait for fsync."""
+        if level not in {"NORMAL", "FULL"}:
+            raise ValueError(f"synchronous must be NORMAL or FULL, not {level!r}")
+        self._conn.execute(f"PRAGMA synchronous={level}")
+
     async def create_function(self, *args: Any, **kw: Any) -> None:
         self._conn.create_function(*args, **kw)
 

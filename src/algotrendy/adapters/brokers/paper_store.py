@@ -43,6 +43,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    bindparam,
     select,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -385,6 +386,13 @@ async def load_accounts(session: AsyncSession) -> list[tuple[str, str, Decimal]]
     return [(a, c, i) for a, c, i in (await session.execute(stmt)).all()]
 
 
+# The order path's statements, built once: each call passes its values as parameters, so it
+# builds no statement (``.values(...)`` per call cost about 80 coercions per paper order).
+_INSERT_ORDER = orders.insert()
+_UPDATE_ORDER = orders.update().where(orders.c.venue_order_id == bindparam("_venue_order_id"))
+_INSERT_FILL = fills.insert()
+
+
 async def insert_order(session: AsyncSession, po: PaperOrder, *, at: datetime) -> int:
     """Write a new order; returns its sequence number (the row id)."""
     o = po.order
@@ -407,7 +415,7 @@ async def insert_order(session: AsyncSession, po: PaperOrder, *, at: datetime) -
         "created_at": at,
         **po.state(),
     }
-    result = cast(CursorResult[Any], await session.execute(orders.insert().values(values)))
+    result = cast(CursorResult[Any], await session.execute(_INSERT_ORDER, values))
     key = result.inserted_primary_key
     if key is None:
         raise RuntimeError("the database returned no id for the new paper order")
@@ -415,7 +423,7 @@ async def insert_order(session: AsyncSession, po: PaperOrder, *, at: datetime) -
 
 
 async def update_order(session: AsyncSession, po: PaperOrder) -> None:
-    await session.execute(orders.update().where(orders.c.venue_order_id == po.order.id).values(po.state()))
+    await session.execute(_UPDATE_ORDER, {**po.state(), "_venue_order_id": po.order.id})
 
 
 async def find_order(session: AsyncSession, *, account_id: str, client_order_id: str) -> PaperOrder | None:
@@ -434,21 +442,22 @@ async def load_open_orders(session: AsyncSession) -> list[PaperOrder]:
 
 async def insert_fill(session: AsyncSession, fill: VenueFill, *, account_id: str, at: datetime) -> None:
     await session.execute(
-        fills.insert().values(
-            trade_id=fill.trade_id,
-            account_id=account_id,
-            venue_order_id=fill.venue_order_id,
-            client_order_id=fill.client_order_id,
-            symbol=fill.symbol,
-            side=fill.side,
-            quantity=fill.quantity,
-            price=fill.price,
-            fee=fill.fee,
-            fee_currency=fill.fee_currency,
-            liquidity=fill.liquidity,
-            ts_ns=fill.ts_ns,
-            created_at=at,
-        )
+        _INSERT_FILL,
+        {
+            "trade_id": fill.trade_id,
+            "account_id": account_id,
+            "venue_order_id": fill.venue_order_id,
+            "client_order_id": fill.client_order_id,
+            "symbol": fill.symbol,
+            "side": fill.side,
+            "quantity": fill.quantity,
+            "price": fill.price,
+            "fee": fill.fee,
+            "fee_currency": fill.fee_currency,
+            "liquidity": fill.liquidity,
+            "ts_ns": fill.ts_ns,
+            "created_at": at,
+        },
     )
 
 

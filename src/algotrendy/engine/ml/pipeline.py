@@ -370,7 +370,7 @@ def train(bars: Bars, config: TrainingConfig, progress: Progress | None = None) 
     selected = tuple(names[j] for j in cols)
     sel_plan = parse(selected)
     ts = np.asarray(bars.ts, dtype=np.int64)
-    hold = data.holdout[~np.isnan(data.y[data.holdout])]
+    hold = data.holdout[data.holdout_scored]
     holdout_range = {
         **_range(ts, hold, data.t1[hold]),
         "split_index": data.split,

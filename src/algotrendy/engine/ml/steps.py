@@ -140,6 +140,11 @@ class _Data:
     weight: F64  # uniqueness weights of the training samples, scaled to mean 1 (0: unlabelled)
     uniqueness: float  # their mean before scaling (AFML's bagging sample fraction)
 
+    @property
+    def holdout_scored(self) -> npt.NDArray[np.bool_]:
+        """Which hold-out samples have a label (the others: a sequence model's context rows)."""
+        return ~np.isnan(self.y[self.holdout])
+
 
 def _engineer(bars: Bars, plan: FeaturePlan, config: TrainingConfig) -> _Data:
     """Features, labels and the samples. A row-wise model's samples are the labelled bars. A
@@ -291,7 +296,7 @@ def _validate_model(
     # hold-out: the final model on the block it never saw, traded to the end of the data
     hold = data.holdout
     p_hold = _positive_at(model, data.X, hold, cols)
-    hs = ~np.isnan(data.y[hold])
+    hs = data.holdout_scored
     hold, p_hold = hold[hs], p_hold[hs]
     n = len(bars)
     holdout = report(

@@ -86,6 +86,16 @@ def _p_up(
     return 1.0 / (1.0 + math.exp(-sigmoid * total))
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _leaf_finite(X: Any, i: int, root: int, feature: Any, threshold: Any, children: Any) -> int:
+    """The leaf row ``i`` reaches from ``root`` when no missing-value rule can apply: one
+    comparison per step indexing the child (the finite kernels inline it)."""
+    node = root
+    while node >= 0:
+        node = children[2 * node + (X[i, feature[node]] > threshold[node])]
+    return ~node
+
+
 @nb.njit(cache=True, nogil=True)
 def _walk(
     X: Any, roots: Any, feature: Any, threshold: Any, children: Any, flags: Any,
@@ -102,15 +112,12 @@ def _row(
     leaf_value: Any, sigmoid: float,
 ) -> float:  # fmt: skip
     """``P(up)`` of the one row of ``X`` (called straight from Python: no output buffer). ``fast``
-    (finite values, no missing-type-Zero node): one comparison per step, as ``_walk_finite``."""
+    (finite values, no missing-type-Zero node): one comparison per step (``_leaf_finite``)."""
     if not fast:
         return _p_up(X, 0, roots, feature, threshold, children, flags, leaf_value, sigmoid)
     total = 0.0
     for t in range(roots.shape[0]):
-        node = roots[t]
-        while node >= 0:
-            node = children[2 * node + (X[0, feature[node]] > threshold[node])]
-        total += leaf_value[~node]
+        total += leaf_value[_leaf_finite(X, 0, roots[t], feature, threshold, children)]
     return 1.0 / (1.0 + math.exp(-sigmoid * total))
 
 
@@ -130,10 +137,7 @@ def _walk_finite(
         for t in range(roots.shape[0]):
             root = roots[t]
             for j in range(m):
-                node = root
-                while node >= 0:
-                    node = children[2 * node + (X[start + j, feature[node]] > threshold[node])]
-                acc[j] += leaf_value[~node]
+                acc[j] += leaf_value[_leaf_finite(X, start + j, root, feature, threshold, children)]
         for j in range(m):
             out[start + j] = 1.0 / (1.0 + math.exp(-sigmoid * acc[j]))
 
