@@ -222,3 +222,28 @@ async def record_history(
             update(portfolios).where(portfolios.c.id == portfolio_id).values(created_at=inception)
         )
         await session.execute(insert(performance_metrics), rows)
+
+
+@contextlib.contextmanager
+def intent_commits(api: Api, portfolio_id: str) -> Any:
+    """Whether each order row of ``portfolio_id`` was inserted in a transaction whose commit
+    waits for the disk (``True``) or not (``db.engine``: ``make_sessionmaker(durable=False)``),
+    in insert order; on SQLite also the level the driver was set to for it."""
+    from sqlalchemy import event
+
+    keys = (portfolio_id, portfolio_id.replace("-", ""))
+    seen: list[bool] = []
+
+    def on_statement(conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if statement.startswith("INSERT INTO trading_orders") and any(k in repr(params) for k in keys):
+            durable = bool(conn.get_execution_options().get("durable_commit", True))
+            if conn.dialect.name == "sqlite":
+                assert conn.info["synchronous"] == ("FULL" if durable else "NORMAL")
+            seen.append(durable)
+
+    engine = api.container.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", on_statement)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", on_statement)

@@ -131,3 +131,43 @@ async def test_committed_rows_survive_kill_9(tmp_path: Path) -> None:
         assert (await conn.execute(text("SELECT count(*) FROM users_outbox"))).scalar() == 3
         assert (await conn.execute(text("PRAGMA integrity_check"))).scalar() == "ok"
     await engine.dispose()
+
+
+async def test_events_added_together_go_out_in_order_iff_committed(tmp_path: Path) -> None:
+    """``Outbox.add_many`` (one statement): the events of a transaction that commits go out in
+    the order given, once each; those of one rolled back never do."""
+    from algotrendy.core.auth import Role
+    from algotrendy.services.users.interface import UserRegistered
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
+    await _migrated(url)
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    clock = SystemClock()
+    outbox = Outbox(service="users", clock=clock)
+
+    def registered(name: str) -> UserRegistered:
+        return UserRegistered(
+            user_id=uuid.uuid4(), username=name, email=f"{name}@example.com", role=Role.TRADER
+        )
+
+    async with sessions() as session, session.begin():
+        sent = await outbox.add_many(session, [registered(n) for n in ("a", "b", "c")])
+        assert await outbox.add_many(session, []) == []
+    with pytest.raises(RuntimeError):
+        async with sessions() as session, session.begin():
+            await outbox.add_many(session, [registered("x"), registered("y")])
+            raise RuntimeError("rolled back")
+    seen: list[Envelope] = []
+
+    async def consumer(envelope: Envelope) -> None:
+        seen.append(envelope)
+
+    bus = InMemoryBus()
+    await bus.start()
+    await bus.subscribe("user.registered", group="add-many", handler=consumer)
+    await OutboxRelay(outbox=outbox, sessions=sessions, bus=bus, clock=clock).drain()
+    await bus.close()
+    assert [e.event_id for e in seen] == [e.event_id for e in sent]
+    assert [e.data["username"] for e in seen] == ["a", "b", "c"]
+    await engine.dispose()

@@ -297,6 +297,7 @@ def build_trading(container: Container) -> None:
     )
     trading = TradingService(
         sessions=container.sessions,
+        relaxed_sessions=container.relaxed_sessions,  # intents for the paper venue (same database)
         clock=container.clock,
         outbox=outboxes["trading"],
         settings=settings,

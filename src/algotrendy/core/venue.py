@@ -176,6 +176,12 @@ class Venue(Protocol):
     """Whether ``positions`` is the account's truth (paper, brokers). Spot exchanges hold
     balances, not positions, and answer ``[]``: reconciliation then relies on fills alone."""
 
+    books_in_our_database: bool
+    """Whether the venue keeps its book in the platform's own database (the paper venue). Its
+    records are then written after the order's intent in the same sequential log, so none of
+    them can outlive the intent: the intent's commit need not wait for the disk before the call
+    (the booking of the answer, after it, is durable and makes both durable)."""
+
     async def connect(self) -> None:
         """Open sessions and streams; load the instrument rules."""
         ...

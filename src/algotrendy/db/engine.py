@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.util import await_only
 
 from algotrendy.db import sqlite_inline
 
@@ -74,7 +75,7 @@ def _sqlite_on_begin(conn: Any) -> None:
     if conn.info.get("synchronous") != level:
         conn.connection.driver_connection.set_synchronous(level)  # no statement machinery
         conn.info["synchronous"] = level
-    conn.exec_driver_sql(f"BEGIN {options.get('sqlite_begin', 'IMMEDIATE')}")
+    await_only(conn.connection.driver_connection.begin(f"BEGIN {options.get('sqlite_begin', 'IMMEDIATE')}"))
 
 
 def _postgres_on_begin(conn: Any) -> None:

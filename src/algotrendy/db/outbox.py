@@ -11,7 +11,7 @@ rows are claimed with ``FOR UPDATE SKIP LOCKED``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from functools import cache
 
@@ -74,23 +74,31 @@ class Outbox:
         self._insert = insert(self.table)  # built once: its compiled form is cached (bind parameters)
 
     async def add(self, session: AsyncSession, event_: Event) -> Envelope:
-        envelope = Envelope.of(event_, source=self.service, at=self._clock.now())
-        await session.execute(
-            self._insert,
+        return (await self.add_many(session, (event_,)))[0]
+
+    async def add_many(self, session: AsyncSession, events: Iterable[Event]) -> list[Envelope]:
+        """Several events of one transaction in one statement (in order)."""
+        at = self._clock.now()
+        envelopes = [Envelope.of(e, source=self.service, at=at) for e in events]
+        if not envelopes:
+            return []
+        rows = [
             {
                 "event_id": envelope.event_id,
                 "event_type": envelope.event_type,
                 "envelope": envelope.model_dump_json(),
                 "created_at": envelope.timestamp,
                 "attempts": 0,
-            },
-        )
+            }
+            for envelope in envelopes
+        ]
+        await session.execute(self._insert, rows[0] if len(rows) == 1 else rows)
         # Wake the relay as soon as this transaction commits (not before: G7).
         sync_session = session.sync_session
         if not getattr(sync_session, "_algotrendy_outbox_hook", False):
             sync_session._algotrendy_outbox_hook = True  # type: ignore[attr-defined]
             event.listen(sync_session, "after_commit", lambda _s: self._wakeup.set(), once=True)
-        return envelope
+        return envelopes
 
     def wake(self) -> None:
         self._wakeup.set()

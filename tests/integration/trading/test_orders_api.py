@@ -15,7 +15,7 @@ import pytest_asyncio
 
 from algotrendy.core.auth import Role
 from algotrendy.core.events import Envelope
-from tests.apphelp import Api, make_settings, running, service_settings
+from tests.apphelp import Api, intent_commits, make_settings, running, service_settings
 
 T = "/api/v1/trading"
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -199,6 +199,25 @@ async def test_risk_limits_deny_with_reasons_and_kill_switch(api: Api) -> None:
     assert r.json()["status"] == "rejected" and "halted" in r.json()["reason"]
     r = await api.client.put(f"/api/v1/risk/limits/{pid}", json={"max_concentration": "2"}, headers=h)
     assert r.status_code == 422 and "max_concentration" in r.text
+
+
+async def test_paper_intents_do_not_wait_for_the_disk_but_a_denial_does(api: Api) -> None:
+    """The paper venue keeps its book in our database, after the intent in the same log: the
+    intent's commit need not wait for the disk, the booking after it makes both durable. A
+    denial has nothing after it: it is decided again in a durable transaction (one row)."""
+    _u, h, _ = await api.user()
+    pid = await portfolio(api, h)
+    body = {"portfolio_id": pid, "symbol": "AAPL", "side": "BUY", "quantity": "1"}
+    with intent_commits(api, pid) as durable:
+        r = await api.client.post(f"{T}/orders", json=body, headers=h)
+        assert r.status_code == 201 and r.json()["status"] == "filled", r.text
+        r = await api.client.put(f"/api/v1/risk/limits/{pid}", json={"max_order_notional": "100"}, headers=h)
+        assert r.status_code == 200, r.text
+        r = await api.client.post(f"{T}/orders", json={**body, "quantity": "10"}, headers=h)
+        assert r.status_code == 201 and r.json()["status"] == "rejected", r.text
+    assert durable == [False, True]
+    r = await api.client.get(f"{T}/orders", params={"portfolio_id": pid}, headers=h)
+    assert sorted(o["status"] for o in r.json()["items"]) == ["filled", "rejected"], r.text
 
 
 async def test_concurrent_orders_cannot_jointly_exceed_a_limit(api: Api) -> None:

@@ -112,6 +112,7 @@ class AlpacaVenue:
 
     name = "alpaca"
     reports_positions = True
+    books_in_our_database = False
 
     def __init__(
         self,

@@ -94,6 +94,7 @@ class CcxtVenue:
         if not timeout > 0 or not poll_interval > 0:
             raise ValueError("timeout and poll_interval must be positive")
         self.reports_positions = False
+        self.books_in_our_database = False
         self.name = exchange_id
         self._client = CcxtClient(
             exchange_id,

@@ -35,6 +35,7 @@ class PaperVenue:
 
     name = "paper"
     reports_positions = True
+    books_in_our_database = True  # the trading database (``paper_store``)
 
     def __init__(self, exchange: PaperExchange, account_id: str) -> None:
         self._x = exchange

@@ -12,6 +12,7 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from algotrendy.core.events import Event
 from algotrendy.core.venue import VenueFill, VenueOrder
 from algotrendy.db.outbox import Outbox
 from algotrendy.engine.orders import Fill, Order, OrderError, OrderSide, OrderStatus, OrderType
@@ -199,8 +200,8 @@ async def insert_order(
         session, row["id"], "created", "rejected", accepted=True, detail=row["reason"], at=at
     )
     reasons = [{"code": d.code, "message": d.message} for d in decision.denials]
-    await outbox.add(session, order_event(OrderDenied, row, reasons=reasons))
-    await outbox.add(session, order_event(STATUS_EVENTS[OrderStatus.REJECTED], row))
+    denied = order_event(OrderDenied, row, reasons=reasons)
+    await outbox.add_many(session, (denied, order_event(STATUS_EVENTS[OrderStatus.REJECTED], row)))
 
 
 async def book_fill_row(
@@ -301,8 +302,7 @@ async def book_fill_row(
         session, row["id"], before.value, status.value, accepted=True, detail=detail, at=now
     )
     new = dict(row, **changes)
-    await outbox.add(
-        session,
+    events: list[Event] = [
         FillExecuted(
             fill_id=fill_row_id,
             order_id=row["id"],
@@ -314,12 +314,11 @@ async def book_fill_row(
             quantity=str(vf.quantity),
             price=str(vf.price),
             fee=str(vf.fee),
-        ),
-    )
+        )
+    ]
     if status is not before or status is OrderStatus.PARTIAL_FILL:
-        await outbox.add(session, order_event(STATUS_EVENTS[status], new))
-    await outbox.add(
-        session,
+        events.append(order_event(STATUS_EVENTS[status], new))
+    events.append(
         _POSITION_EVENTS[kind](
             position_id=position_id,
             portfolio_id=row["portfolio_id"],
@@ -328,6 +327,7 @@ async def book_fill_row(
             quantity=str(position.quantity),
             average_price=str(position.average_price) if position.quantity != ZERO else None,
             realized_pnl=str(position.realized_pnl),
-        ),
+        )
     )
+    await outbox.add_many(session, events)
     return new

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
@@ -44,7 +45,7 @@ from algotrendy.core.failpoints import Failpoints
 from algotrendy.core.venue import QuoteSource, Venue, VenueError
 from algotrendy.db.outbox import Outbox
 from algotrendy.engine.orders import OrderSide, OrderStatus, OrderType
-from algotrendy.engine.risk import RiskLimits
+from algotrendy.engine.risk import RiskDecision, RiskLimits
 from algotrendy.services.ml.interface import ModelScores
 from algotrendy.services.portfolio.interface import PortfolioApi
 from algotrendy.services.risk.interface import RiskApi
@@ -105,9 +106,13 @@ class TradingService:
         strategies: Callable[[], StrategiesApi | None] = lambda: None,
         bar_feed: BarFeed | None = None,
         models: Callable[[], ModelScores | None] = lambda: None,
+        relaxed_sessions: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self._fail = failpoints
         self._sessions = sessions
+        self._relaxed_sessions = relaxed_sessions or sessions
+        """Sessions whose commits do not wait for the disk (``db.engine``): intents for a venue
+        whose book is in this database."""
         self._clock = clock
         self._outbox = outbox
         self._settings = settings
@@ -324,47 +329,18 @@ class TradingService:
     ) -> tuple[OrderRead, bool]:
         """The intent (risk check and reservation, committed), then the venue: ``submit_order``."""
         client_order_id = request.client_order_id or f"at-{uuid.uuid4().hex[:32]}"
-        now = self._clock.now()
-        order_id = uuid.uuid4()
+        # A venue keeping its book in our database (paper) records the order after the intent in
+        # the same log: the intent's commit need not wait for the disk (``Venue``). A denial has
+        # no venue record after it to make it durable: it is decided again, durably.
+        intent = functools.partial(
+            self._intent, owner_id, request, venue, reference, limits, digest, idempotency_key,
+            client_order_id, deployment_id=deployment_id, local_id=local_id, tag=tag,
+        )  # fmt: skip
         try:
-            async with self._sessions() as session, session.begin():
-                locked = await store.lock_account(session, request.portfolio_id)
-                assert locked is not None  # created above
-                snapshot = await account_snapshot(
-                    session,
-                    locked,
-                    self._quotes,
-                    self._clock,
-                    mark_day=True,
-                    order_times=limits.max_orders_per_minute is not None,
-                    peak=False,
-                    known_mark=self._day_marks.get(request.portfolio_id),
-                )
-                decision = decide(request, reference, snapshot, limits, locked, self._clock.now())
-                books = Books.new_order(request.portfolio_id, snapshot.balances)
-                if decision.allowed and request.side is OrderSide.BUY:
-                    decision = reserve(books, order_id, request, reference, locked, self._settings)
-                row = new_order_row(
-                    order_id=order_id,
-                    owner_id=owner_id,
-                    request=request,
-                    client_order_id=client_order_id,
-                    idempotency_key=idempotency_key,
-                    digest=digest,
-                    venue=venue.name,
-                    reference=reference,
-                    decision=decision,
-                    deployment_id=deployment_id,
-                    now=now,
-                    local_id=local_id,
-                    tag=tag,
-                )
-                await self.execution.insert_order(session, row, decision)
-                await books.save(session, now)
-            # Committed: the day's mark is in the database (stored once, never changed).
-            if len(self._day_marks) > 10_000:
-                self._day_marks.clear()
-            self._day_marks[request.portfolio_id] = (snapshot.day, snapshot.view.day_start_equity)
+            try:
+                decision, row = await intent(durable=not venue.books_in_our_database)
+            except _DecideDurably:
+                decision, row = await intent(durable=True)
         except IntegrityError:
             # A concurrent request with the same key or client id won the race: answer with it.
             found = await self._existing(owner_id, request, idempotency_key, digest)
@@ -373,10 +349,74 @@ class TradingService:
             return found, False
         self._fail.hit("trading.after_intent_commit")
         if not decision.allowed:
-            log.info("trading.order.denied", order_id=str(order_id), reason=decision.reason)
+            log.info("trading.order.denied", order_id=str(row["id"]), reason=decision.reason)
             async with self._sessions() as session:
-                return reads.order(await store.order_by_id(session, order_id) or {}), True
-        return await self.execution.send(order_id, venue, row), True
+                return reads.order(await store.order_by_id(session, row["id"]) or {}), True
+        return await self.execution.send(row["id"], venue, row), True
+
+    async def _intent(
+        self,
+        owner_id: uuid.UUID,
+        request: OrderCreate,
+        venue: Venue,
+        reference: Decimal,
+        limits: RiskLimits[Decimal],
+        digest: str,
+        idempotency_key: str | None,
+        client_order_id: str,
+        *,
+        durable: bool,
+        deployment_id: uuid.UUID | None,
+        local_id: str | None,
+        tag: str | None,
+    ) -> tuple[RiskDecision, dict[str, Any]]:
+        """ONE serialized transaction: the risk check against the account as it stands, the
+        reservation, the order row and its events. ``_DecideDurably`` (rolled back) for a denial
+        in a transaction that would not wait for the disk."""
+        now = self._clock.now()
+        order_id = uuid.uuid4()
+        sessions = self._sessions if durable else self._relaxed_sessions
+        async with sessions() as session, session.begin():
+            locked = await store.lock_account(session, request.portfolio_id)
+            assert locked is not None  # created by ``submit_order``
+            snapshot = await account_snapshot(
+                session,
+                locked,
+                self._quotes,
+                self._clock,
+                mark_day=True,
+                order_times=limits.max_orders_per_minute is not None,
+                peak=False,
+                known_mark=self._day_marks.get(request.portfolio_id),
+            )
+            decision = decide(request, reference, snapshot, limits, locked, self._clock.now())
+            books = Books.new_order(request.portfolio_id, snapshot.balances)
+            if decision.allowed and request.side is OrderSide.BUY:
+                decision = reserve(books, order_id, request, reference, locked, self._settings)
+            if not decision.allowed and not durable:
+                raise _DecideDurably
+            row = new_order_row(
+                order_id=order_id,
+                owner_id=owner_id,
+                request=request,
+                client_order_id=client_order_id,
+                idempotency_key=idempotency_key,
+                digest=digest,
+                venue=venue.name,
+                reference=reference,
+                decision=decision,
+                deployment_id=deployment_id,
+                now=now,
+                local_id=local_id,
+                tag=tag,
+            )
+            await self.execution.insert_order(session, row, decision)
+            await books.save(session, now)
+        # Committed: the day's mark is in the database (stored once, never changed).
+        if len(self._day_marks) > 10_000:
+            self._day_marks.clear()
+        self._day_marks[request.portfolio_id] = (snapshot.day, snapshot.view.day_start_equity)
+        return decision, row
 
     async def _reference_price(
         self, request: OrderCreate | OrderModify, symbol: str | None = None
@@ -582,6 +622,10 @@ class TradingService:
             return await self.execution.reconcile(account, venue)
         except VenueError as exc:
             raise TemporaryError(f"reconciliation with {venue.name} did not finish: {exc}") from exc
+
+
+class _DecideDurably(Exception):
+    """A denial reached in a transaction whose commit would not wait for the disk (rolled back)."""
 
 
 def since_for(period: str, now: datetime) -> datetime:
