@@ -3,6 +3,7 @@ committed, and consumers apply it exactly once (RELIABILITY G7, G8)."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -170,4 +171,54 @@ async def test_events_added_together_go_out_in_order_iff_committed(tmp_path: Pat
     await bus.close()
     assert [e.event_id for e in seen] == [e.event_id for e in sent]
     assert [e.data["username"] for e in seen] == ["a", "b", "c"]
+    await engine.dispose()
+
+
+async def test_the_relay_gathers_what_commits_right_after_the_wakeup(tmp_path: Path) -> None:
+    """A commit wakes the relay, which waits ``gather`` seconds before it reads: the writer goes
+    on first, and rows committed meanwhile go out with one read and one mark."""
+    from sqlalchemy import event as sa_event
+
+    from algotrendy.core.auth import Role
+    from algotrendy.services.users.interface import UserRegistered
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
+    await _migrated(url)
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    clock = SystemClock()
+    outbox = Outbox(service="users", clock=clock)
+    seen: list[str] = []
+
+    async def consumer(envelope: Envelope) -> None:
+        seen.append(envelope.data["username"])
+
+    reads: list[str] = []
+    sa_event.listen(
+        engine.sync_engine,
+        "before_cursor_execute",
+        lambda _c, _cur, statement, *_: reads.append(statement) if "FROM users_outbox" in statement else None,
+    )
+    bus = InMemoryBus()
+    await bus.start()
+    await bus.subscribe("user.registered", group="gather", handler=consumer)
+    relay = OutboxRelay(outbox=outbox, sessions=sessions, bus=bus, clock=clock, gather=1.0, poll_interval=30)
+    relay.start()
+    await asyncio.sleep(0.05)  # the relay's first (empty) read, then it waits
+    reads.clear()
+    for name in ("a", "b", "c", "d"):
+        async with sessions() as session, session.begin():
+            await outbox.add(session, UserRegistered(
+                user_id=uuid.uuid4(), username=name, email=f"{name}@example.com", role=Role.TRADER
+            ))  # fmt: skip
+        await asyncio.sleep(0.02)
+    assert seen == [] and reads == []  # within the gather window: nothing read yet
+    for _ in range(100):
+        if len(seen) == 4:
+            break
+        await asyncio.sleep(0.02)
+    await relay.stop()
+    await bus.close()
+    assert seen == ["a", "b", "c", "d"]
+    assert len(reads) == 1  # one read for the four commits
     await engine.dispose()
