@@ -12,13 +12,16 @@
    resting limit orders, so each request is a full order (intent, risk, reservation, venue).
    Meanwhile a second user cancels its own orders one at a time: the cancel latency while
    another user floods. Targets: >= 500 orders/s, p99 <= 30 ms; cancels stay fast.
-4. ``commit``: the disk's floor: one-row SQLite commits (WAL, ``synchronous=FULL``, as the
+4. ``order-floor``: the storage stack's floor for an order of the paper path's shape (three
+   transactions, 16 statements, no reads, no logic) on the async engine, and 16 statements in
+   one durable transaction through the engine and through bare ``sqlite3``.
+5. ``commit``: the disk's floor: one-row SQLite commits (WAL, ``synchronous=FULL``, as the
    records database runs) in the directory the other benchmarks use.
-5. ``http-floor``: the HTTP stack's floor: ``GET /api/v1/trading/connections`` (authentication
+6. ``http-floor``: the HTTP stack's floor: ``GET /api/v1/trading/connections`` (authentication
    and one indexed read) flooded by ``wrk`` (one thread), with the server's CPU per request:
    what no order path can beat on this machine.
 
-    uv run python bench/trading_bench.py [--runs 5] [--only pre-trade|paper|http|commit|http-floor]
+    uv run python bench/trading_bench.py [--runs 5] [--only pre-trade|paper|order-floor|http|...]
 
 Loopback only; the client shares the machine's cores with the server.
 """
@@ -218,6 +221,81 @@ def bench_commit(n: int = 500) -> dict[str, float]:
     return {"p50_ms": pct(times, 0.5), "p99_ms": pct(times, 0.99)}
 
 
+async def bench_order_floor(n: int = 1200, warmup: int = 100) -> dict[str, float]:
+    """The storage stack's floor for an order of the paper path's shape, with no reads and no
+    logic: a durable intent (5 statements), the venue's book (2, not waiting for the disk) and a
+    durable booking (9), all SQLAlchemy Core on the async engine's connection (``db.engine``).
+    Then 16 statements in one durable transaction, through that engine and through ``sqlite3``."""
+    import sqlite3
+
+    from sqlalchemy import text
+
+    from algotrendy.db.engine import make_engine
+
+    path = Path(tempfile.mkdtemp(prefix="algo-bench-")) / "floor.sqlite"
+    engine = make_engine(f"sqlite+aiosqlite:///{path}")
+    relaxed = engine.execution_options(durable_commit=False)
+    async with engine.begin() as c:
+        await c.execute(text("CREATE TABLE o (id BLOB PRIMARY KEY, a TEXT, b TEXT, c REAL, d TEXT)"))
+        await c.execute(text("CREATE TABLE ev (id INTEGER PRIMARY KEY, o BLOB, a TEXT, b TEXT)"))
+        await c.execute(text("CREATE TABLE bal (acct TEXT PRIMARY KEY, amt TEXT)"))
+        await c.execute(text("INSERT INTO bal VALUES ('cash', '100'), ('reserved', '0')"))
+    ins_o = text("INSERT INTO o VALUES (:id, :a, :b, :c, :d)")
+    upd_o = text("UPDATE o SET a = :a, c = :c WHERE id = :id")
+    ins_ev = text("INSERT INTO ev (o, a, b) VALUES (:o, :a, :b)")
+    upd_bal = text("UPDATE bal SET amt = :amt WHERE acct = :acct")
+    envelope = "x" * 600
+    three: list[float] = []
+    one: list[float] = []
+    for i in range(n + warmup):
+        oid = uuid.uuid4().bytes
+        t = time.perf_counter()
+        async with engine.begin() as c:  # the intent
+            await c.execute(ins_o, {"id": oid, "a": "submitted", "b": "AAPL", "c": 1.0, "d": "x"})
+            for what in ("created", "validated", "outbox: " + envelope):
+                await c.execute(ins_ev, {"o": oid, "a": what, "b": "y"})
+            await c.execute(upd_bal, {"amt": str(i), "acct": "reserved"})
+        async with relaxed.begin() as c:  # the venue's book
+            await c.execute(ins_o, {"id": uuid.uuid4().bytes, "a": "filled", "b": "AAPL", "c": 1.0, "d": "x"})
+            await c.execute(ins_ev, {"o": oid, "a": "paper fill", "b": "y"})
+        async with engine.begin() as c:  # the booking
+            await c.execute(ins_ev, {"o": oid, "a": "fill", "b": "y"})
+            await c.execute(upd_o, {"id": oid, "a": "filled", "c": 2.0})
+            for acct in ("cash", "reserved"):
+                await c.execute(upd_bal, {"amt": str(i), "acct": acct})
+            for what in ("position", "event", "outbox: " + envelope, "outbox", "outbox"):
+                await c.execute(ins_ev, {"o": oid, "a": what, "b": "y"})
+        if i >= warmup:
+            three.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        async with engine.begin() as c:
+            for _ in range(16):
+                await c.execute(ins_ev, {"o": oid, "a": "x", "b": "y"})
+        if i >= warmup:
+            one.append((time.perf_counter() - t) * 1000)
+    await engine.dispose()
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA synchronous=FULL")
+    bare = []
+    for i in range(n + warmup):
+        t = time.perf_counter()
+        db.execute("BEGIN IMMEDIATE")
+        for _ in range(16):
+            db.execute("INSERT INTO ev (o, a, b) VALUES (?, ?, ?)", (b"1", "x", "y"))
+        db.execute("COMMIT")
+        if i >= warmup:
+            bare.append((time.perf_counter() - t) * 1000)
+    db.close()
+    return {
+        "three_txn_p50_ms": pct(three, 0.5),
+        "three_txn_p99_ms": pct(three, 0.99),
+        "one_txn_16_p50_ms": pct(one, 0.5),
+        "one_txn_16_p99_ms": pct(one, 0.99),
+        "bare_sqlite3_16_p50_ms": pct(bare, 0.5),
+        "bare_sqlite3_16_p99_ms": pct(bare, 0.99),
+    }
+
+
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU of process ``pid`` so far (Linux ``/proc``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -326,7 +404,7 @@ def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--only", choices=["pre-trade", "paper", "http", "commit", "http-floor"])
+    ap.add_argument("--only", choices=["pre-trade", "paper", "order-floor", "http", "commit", "http-floor"])
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--connections", type=int, default=32)
     args = ap.parse_args()
@@ -337,6 +415,9 @@ def main() -> None:
             "paper submit -> fill -> position:",
             median_of([asyncio.run(bench_paper()) for _ in range(args.runs)]),
         )
+    if args.only in (None, "order-floor"):
+        runs = [asyncio.run(bench_order_floor()) for _ in range(args.runs)]
+        print("storage floor of an order (no reads, no logic):", median_of(runs))
     if args.only in (None, "http"):
         runs = [asyncio.run(bench_http(args.seconds, args.connections)) for _ in range(args.runs)]
         print("HTTP orders:", median_of(runs))
