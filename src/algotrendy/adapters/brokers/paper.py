@@ -58,6 +58,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from algotrendy.adapters.brokers import paper_store as store
+from algotrendy.adapters.brokers.paper_open import OpenOrders
 from algotrendy.adapters.brokers.paper_store import PaperAccount, PaperOrder
 from algotrendy.adapters.brokers.paper_streams import Segment, Tape, usable_quote
 from algotrendy.adapters.brokers.paper_venue import PaperVenue
@@ -135,7 +136,7 @@ class PaperExchange:
         self._lock = asyncio.Lock()
         self._accounts: dict[str, PaperAccount] = {}
         self._venues: dict[str, PaperVenue] = {}
-        self._open: dict[tuple[str, str], PaperOrder] = {}
+        self._open = OpenOrders()
         self._first_day: dict[str, int] = {}
         self._streams: dict[str, asyncio.Task[None]] = {}
         self._retiring: set[asyncio.Task[None]] = set()
@@ -157,11 +158,11 @@ class PaperExchange:
                     self._accounts[account_id] = account
                     self._venues.setdefault(account_id, PaperVenue(self, account_id)).reports.reopen()
                 for po in await store.load_open_orders(s):
-                    self._open[(po.account_id, po.client_order_id)] = po
+                    self._open.add(po)
                     if po.first_day is not None:
                         self._first_day[po.order.id] = po.first_day
             self._started = True
-            for symbol in sorted({po.order.symbol for po in self._open.values()}):
+            for symbol in self._open.symbols():
                 self._ensure_stream(symbol, await self._seed(symbol))
         log.info("paper.started", accounts=len(self._accounts), open_orders=len(self._open))
 
@@ -282,7 +283,7 @@ class PaperExchange:
         self._venues[po.account_id].reports.publish(po.view())
 
     def _accept(self, po: PaperOrder) -> None:
-        self._open[(po.account_id, po.client_order_id)] = po
+        self._open.add(po)
         if po.first_day is not None:
             self._first_day[po.order.id] = po.first_day
 
@@ -425,7 +426,7 @@ class PaperExchange:
 
     def _retire(self, symbol: str) -> None:
         """Stop ``symbol``'s stream when it has no open orders left (call under the lock)."""
-        if any(po.order.symbol == symbol for po in self._open.values()):
+        if self._open.has_symbol(symbol):
             return
         task = self._streams.pop(symbol, None)
         if task is not None and task is not asyncio.current_task():
@@ -447,7 +448,7 @@ class PaperExchange:
                         if self._streams.get(symbol) is not me:
                             return
                         await self._on_update(symbol, tape, update)
-                        if not any(po.order.symbol == symbol for po in self._open.values()):
+                        if not self._open.has_symbol(symbol):
                             del self._streams[symbol]
                             return
                 log.warning("paper.stream_ended", symbol=symbol)
@@ -463,7 +464,7 @@ class PaperExchange:
             async with self._lock:
                 if self._streams.get(symbol) is not me:
                     return
-                if not any(po.order.symbol == symbol for po in self._open.values()):
+                if not self._open.has_symbol(symbol):
                     del self._streams[symbol]
                     return
             tape = Tape(await self._seed(symbol))  # a gap: seed again from the latest quote
@@ -477,7 +478,7 @@ class PaperExchange:
         if seg is None:
             return
         now = self._now_ns()
-        batch = [po for po in self._open.values() if po.order.symbol == symbol and po.active_ns <= now]
+        batch = [po for po in self._open.of_symbol(symbol) if po.active_ns <= now]
         if batch:
             try:
                 await self._step(symbol, batch, seg, now)
@@ -494,7 +495,7 @@ class PaperExchange:
         return to_ns(self._clock.now())
 
     def _forget(self, po: PaperOrder) -> None:
-        self._open.pop((po.account_id, po.client_order_id), None)
+        self._open.pop((po.account_id, po.client_order_id))
         self._first_day.pop(po.order.id, None)
 
     async def _last(self, symbol: str) -> Quote | None:
@@ -534,7 +535,7 @@ class PaperExchange:
 
     async def _free(self, account: PaperAccount) -> Decimal:
         reserved = _ZERO
-        for po in self._open.values():
-            if po.account_id == account.account_id and po.order.side is OrderSide.BUY:
+        for po in self._open.of_account(account.account_id):
+            if po.order.side is OrderSide.BUY:
                 reserved += await self._cost(po)
         return account.cash - reserved

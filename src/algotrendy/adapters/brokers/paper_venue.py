@@ -75,7 +75,7 @@ class PaperVenue:
 
     async def open_orders(self, *, symbol: str | None = None) -> list[VenueOrder]:
         async with self._x._lock:
-            mine = [p for p in self._x._open.values() if p.account_id == self.account_id]
+            mine = self._x._open.of_account(self.account_id)
             return [p.view() for p in sorted(mine, key=lambda p: p.seq) if symbol in (None, p.order.symbol)]
 
     async def fills(

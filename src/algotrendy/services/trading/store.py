@@ -276,6 +276,11 @@ _OPEN_ORDERS = (
     )
     .order_by(orders.c.created_at)
 )
+_ZERO = Decimal(0)
+_PENDING = select(orders.c.symbol, orders.c.side, orders.c.quantity, orders.c.filled_quantity).where(
+    orders.c.portfolio_id == bindparam("pid"),
+    orders.c.status.in_(("created", "validated", "submitted", "partial_fill")),
+)
 _DAY_MARK = select(day_marks.c.equity).where(
     day_marks.c.portfolio_id == bindparam("pid"), day_marks.c.day == bindparam("day")
 )
@@ -352,6 +357,16 @@ async def order_by_key(session: AsyncSession, owner_id: uuid.UUID, key: str) -> 
 async def open_orders(session: AsyncSession, portfolio_id: uuid.UUID) -> list[dict[str, Any]]:
     rows = await session.execute(_OPEN_ORDERS, {"pid": portfolio_id})
     return [dict(r) for r in rows.mappings()]
+
+
+async def pending(session: AsyncSession, portfolio_id: uuid.UUID) -> dict[str, Decimal]:
+    """What the account's open orders would still add, per symbol (buys positive): the four
+    columns it needs, not the orders (an account may rest thousands of orders)."""
+    out: dict[str, Decimal] = {}
+    for symbol, side, quantity, filled in await session.execute(_PENDING, {"pid": portfolio_id}):
+        left = quantity - filled
+        out[symbol] = out.get(symbol, _ZERO) + (left if side == "BUY" else -left)
+    return out
 
 
 async def recent_order_times(

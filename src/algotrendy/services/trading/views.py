@@ -154,11 +154,7 @@ async def account_snapshot(
     credit = bal.get(("credit", currency), ZERO)
     fees = bal.get(("fees", currency), ZERO)
     rows = await store.position_rows(session, pid)
-    open_rows = await store.open_orders(session, pid)
-    pending: dict[str, Decimal] = {}
-    for o in open_rows:
-        left = o["quantity"] - o["filled_quantity"]
-        pending[o["symbol"]] = pending.get(o["symbol"], ZERO) + (left if o["side"] == "BUY" else -left)
+    pending = await store.pending(session, pid)
     holdings: dict[str, Holding[Decimal]] = {}
     prices: dict[str, Decimal] = {}
     value = unrealized = realized = ZERO
