@@ -12,12 +12,14 @@
    resting limit orders, so each request is a full order (intent, risk, reservation, venue).
    Meanwhile a second user cancels its own orders one at a time: the cancel latency while
    another user floods. Targets: >= 500 orders/s, p99 <= 30 ms; cancels stay fast.
-4. ``order-floor``: the storage stack's floor for an order of the paper path's shape (three
+4. ``resting``: in process, 1,000 paper limit orders of one account resting far from the
+   market, one after the other: the p50 of an order near the start, the middle and the end.
+5. ``order-floor``: the storage stack's floor for an order of the paper path's shape (three
    transactions, 16 statements, no reads, no logic) on the async engine, and 16 statements in
    one durable transaction through the engine and through bare ``sqlite3``.
-5. ``commit``: the disk's floor: one-row SQLite commits (WAL, ``synchronous=FULL``, as the
+6. ``commit``: the disk's floor: one-row SQLite commits (WAL, ``synchronous=FULL``, as the
    records database runs) in the directory the other benchmarks use.
-6. ``http-floor``: the HTTP stack's floor: ``GET /api/v1/trading/connections`` (authentication
+7. ``http-floor``: the HTTP stack's floor: ``GET /api/v1/trading/connections`` (authentication
    and one indexed read) flooded by ``wrk`` (one thread), with the server's CPU per request:
    what no order path can beat on this machine.
 
@@ -152,6 +154,38 @@ async def bench_paper(n: int = 400, warmup: int = 50) -> dict[str, float]:
         **{f"{k}_per_order": v / n for k, v in counts.items()},
         "service_check_p50_ms": pct(checks, 0.5),
         "service_check_p99_ms": pct(checks, 0.99),
+    }
+
+
+async def bench_resting(n: int = 1000) -> dict[str, float]:
+    """In process, one account: ``n`` paper limit orders resting far from the market, one after
+    the other. The p50 of orders 20-120, 400-500 and the last 100: how an order's cost grows with
+    what the account already has resting."""
+    from algotrendy.services.trading.interface import OrderCreate
+
+    container, owner, pid = await _container()
+    trading = container.services["trading"]  # type: ignore[attr-defined]
+    times = []
+    try:
+        for _ in range(n):
+            request = OrderCreate(
+                portfolio_id=pid,
+                symbol="AAPL",
+                side="BUY",
+                quantity=Decimal(1),
+                order_type="LIMIT",
+                limit_price=Decimal(1),
+            )
+            t = time.perf_counter()
+            order, _ = await trading.submit_order(owner_id=owner, request=request)
+            times.append((time.perf_counter() - t) * 1000)
+            assert order.status.value == "submitted", order.status
+    finally:
+        await container.stop()  # type: ignore[attr-defined]
+    return {
+        "p50_first_ms": pct(times[20:120], 0.5),
+        "p50_middle_ms": pct(times[n * 2 // 5 : n // 2], 0.5),
+        "p50_last_ms": pct(times[-100:], 0.5),
     }
 
 
@@ -404,7 +438,9 @@ def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--only", choices=["pre-trade", "paper", "order-floor", "http", "commit", "http-floor"])
+    ap.add_argument(
+        "--only", choices=["pre-trade", "paper", "resting", "order-floor", "http", "commit", "http-floor"]
+    )
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--connections", type=int, default=32)
     args = ap.parse_args()
@@ -415,6 +451,9 @@ def main() -> None:
             "paper submit -> fill -> position:",
             median_of([asyncio.run(bench_paper()) for _ in range(args.runs)]),
         )
+    if args.only in (None, "resting"):
+        runs = [asyncio.run(bench_resting()) for _ in range(args.runs)]
+        print("resting limit orders, by how many rest already:", median_of(runs))
     if args.only in (None, "order-floor"):
         runs = [asyncio.run(bench_order_floor()) for _ in range(args.runs)]
         print("storage floor of an order (no reads, no logic):", median_of(runs))
