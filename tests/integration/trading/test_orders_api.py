@@ -220,6 +220,25 @@ async def test_paper_intents_do_not_wait_for_the_disk_but_a_denial_does(api: Api
     assert sorted(o["status"] for o in r.json()["items"]) == ["filled", "rejected"], r.text
 
 
+async def test_order_rate_throttle_counts_the_last_minute(api: Api) -> None:
+    _u, h, _ = await api.user()
+    pid = await portfolio(api, h)
+    r = await api.client.put(f"/api/v1/risk/limits/{pid}", json={"max_orders_per_minute": 3}, headers=h)
+    assert r.status_code == 200, r.text
+    body = {"portfolio_id": pid, "symbol": "AAPL", "side": "BUY", "quantity": "1"}
+    resting = {**body, "order_type": "LIMIT", "limit_price": "1"}
+    for _ in range(3):
+        r = await api.client.post(f"{T}/orders", json=resting, headers=h)
+        assert r.status_code == 201 and r.json()["status"] == "submitted", r.text
+    check = {"portfolio_id": pid, "order": {k: v for k, v in body.items() if k != "portfolio_id"}}
+    r = await api.client.post("/api/v1/risk/pre-trade-check", json=check, headers=h)
+    assert r.json()["allowed"] is False and r.json()["reasons"][0]["code"] == "rate_limited", r.text
+    r = await api.client.post(f"{T}/orders", json=body, headers=h)
+    assert r.status_code == 201 and r.json()["status"] == "rejected", r.text
+    reason = r.json()["risk"]["reasons"][0]
+    assert reason["code"] == "rate_limited" and reason["message"].startswith("3 orders in the last minute")
+
+
 async def test_concurrent_orders_cannot_jointly_exceed_a_limit(api: Api) -> None:
     _u, h, _ = await api.user()
     pid = await portfolio(api, h)

@@ -385,7 +385,7 @@ class TradingService:
                 self._quotes,
                 self._clock,
                 mark_day=True,
-                order_times=limits.max_orders_per_minute is not None,
+                order_times=limits.max_orders_per_minute,
                 peak=False,
                 known_mark=self._day_marks.get(request.portfolio_id),
             )
@@ -601,7 +601,9 @@ class TradingService:
         check_rules(request, rules, reference)
         limits = (await self._risk().limits_for(portfolio_id=request.portfolio_id)).engine_limits()
         async with self._sessions() as session:
-            snapshot = await account_snapshot(session, account, self._quotes, self._clock)
+            snapshot = await account_snapshot(
+                session, account, self._quotes, self._clock, order_times=limits.max_orders_per_minute
+            )
             decision = decide(request, reference, snapshot, limits, account, self._clock.now())
             if decision.allowed and request.side is OrderSide.BUY:
                 books = Books.new_order(request.portfolio_id, snapshot.balances)

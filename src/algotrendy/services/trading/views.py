@@ -139,7 +139,7 @@ async def account_snapshot(
     clock: Clock,
     *,
     mark_day: bool = False,
-    order_times: bool = True,
+    order_times: int | None = None,
     peak: bool = True,
     known_mark: tuple[date, Decimal] | None = None,
 ) -> Snapshot:
@@ -180,7 +180,11 @@ async def account_snapshot(
             await store.set_day_mark(session, pid, today, equity)
     high = await store.peak_mark(session, pid) if peak else None  # not read on the order path
     peak_equity = max(equity, high or equity)
-    recent = await store.recent_order_times(session, pid, now - timedelta(minutes=1)) if order_times else []
+    recent = (
+        await store.recent_order_times(session, pid, now - timedelta(minutes=1), order_times)
+        if order_times is not None
+        else []
+    )
     view = RiskView(
         equity=equity,
         day_start_equity=day_start,
