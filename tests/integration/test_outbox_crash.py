@@ -14,12 +14,14 @@ import pytest
 from sqlalchemy import func, select, text, update
 
 from algotrendy.adapters.bus.memory import InMemoryBus
+from algotrendy.core.auth import Role
 from algotrendy.core.clock import SystemClock
 from algotrendy.core.events import Envelope
 from algotrendy.db import migrate
 from algotrendy.db.engine import make_engine, make_sessionmaker
 from algotrendy.db.inbox import apply_once
 from algotrendy.db.outbox import Outbox, OutboxRelay, outbox_table
+from algotrendy.services.users.interface import UserRegistered
 from algotrendy.services.users.store import AuditRow
 
 CHILD = textwrap.dedent(
@@ -51,6 +53,10 @@ CHILD = textwrap.dedent(
     asyncio.run(main(sys.argv[1], sys.argv[2]))
     """
 )
+
+
+def _registered(name: str) -> UserRegistered:
+    return UserRegistered(user_id=uuid.uuid4(), username=name, email=f"{name}@example.com", role=Role.TRADER)
 
 
 async def _migrated(url: str) -> None:
@@ -137,9 +143,6 @@ async def test_committed_rows_survive_kill_9(tmp_path: Path) -> None:
 async def test_events_added_together_go_out_in_order_iff_committed(tmp_path: Path) -> None:
     """``Outbox.add_many`` (one statement): the events of a transaction that commits go out in
     the order given, once each; those of one rolled back never do."""
-    from algotrendy.core.auth import Role
-    from algotrendy.services.users.interface import UserRegistered
-
     url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
     await _migrated(url)
     engine = make_engine(url)
@@ -147,17 +150,12 @@ async def test_events_added_together_go_out_in_order_iff_committed(tmp_path: Pat
     clock = SystemClock()
     outbox = Outbox(service="users", clock=clock)
 
-    def registered(name: str) -> UserRegistered:
-        return UserRegistered(
-            user_id=uuid.uuid4(), username=name, email=f"{name}@example.com", role=Role.TRADER
-        )
-
     async with sessions() as session, session.begin():
-        sent = await outbox.add_many(session, [registered(n) for n in ("a", "b", "c")])
+        sent = await outbox.add_many(session, [_registered(n) for n in ("a", "b", "c")])
         assert await outbox.add_many(session, []) == []
     with pytest.raises(RuntimeError):
         async with sessions() as session, session.begin():
-            await outbox.add_many(session, [registered("x"), registered("y")])
+            await outbox.add_many(session, [_registered("x"), _registered("y")])
             raise RuntimeError("rolled back")
     seen: list[Envelope] = []
 
@@ -178,9 +176,6 @@ async def test_the_relay_gathers_what_commits_right_after_the_wakeup(tmp_path: P
     """A commit wakes the relay, which waits ``gather`` seconds before it reads: the writer goes
     on first, and rows committed meanwhile go out with one read and one mark."""
     from sqlalchemy import event as sa_event
-
-    from algotrendy.core.auth import Role
-    from algotrendy.services.users.interface import UserRegistered
 
     url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
     await _migrated(url)
@@ -208,9 +203,7 @@ async def test_the_relay_gathers_what_commits_right_after_the_wakeup(tmp_path: P
     reads.clear()
     for name in ("a", "b", "c", "d"):
         async with sessions() as session, session.begin():
-            await outbox.add(session, UserRegistered(
-                user_id=uuid.uuid4(), username=name, email=f"{name}@example.com", role=Role.TRADER
-            ))  # fmt: skip
+            await outbox.add(session, _registered(name))
         await asyncio.sleep(0.02)
     assert seen == [] and reads == []  # within the gather window: nothing read yet
     for _ in range(100):

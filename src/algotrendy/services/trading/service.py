@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -306,44 +306,28 @@ class TradingService:
         reference = await self._reference_price(request)
         check_rules(request, rules, reference)
         limits = (await self._risk().limits_for(portfolio_id=request.portfolio_id)).engine_limits()
+        client_order_id = request.client_order_id or f"at-{uuid.uuid4().hex[:32]}"
+        ask = _Ask(owner_id, request, venue, reference, limits, digest, idempotency_key,
+                   client_order_id, deployment_id, local_id, tag)  # fmt: skip
         # The account's turn (``turns``) from the intent to the venue's answer applied, so one
         # account keeps at most one order in the database's queue. Fills booked meanwhile are heard
         # by deployments after the turn (``listeners``): one may place this account's next order.
         async with self.execution.listeners.after(), self._turns.turn(request.portfolio_id):
-            return await self._place(owner_id, request, venue, reference, limits, digest, idempotency_key,
-                                     deployment_id=deployment_id, local_id=local_id, tag=tag)  # fmt: skip
+            return await self._place(ask)
 
-    async def _place(
-        self,
-        owner_id: uuid.UUID,
-        request: OrderCreate,
-        venue: Venue,
-        reference: Decimal,
-        limits: RiskLimits[Decimal],
-        digest: str,
-        idempotency_key: str | None,
-        *,
-        deployment_id: uuid.UUID | None,
-        local_id: str | None,
-        tag: str | None,
-    ) -> tuple[OrderRead, bool]:
-        """The intent (risk check and reservation, committed), then the venue: ``submit_order``."""
-        client_order_id = request.client_order_id or f"at-{uuid.uuid4().hex[:32]}"
-        # A venue keeping its book in our database (paper) records the order after the intent in
-        # the same log: the intent's commit need not wait for the disk (``Venue``). A denial has
-        # no venue record after it to make it durable: it is decided again, durably.
-        intent = functools.partial(
-            self._intent, owner_id, request, venue, reference, limits, digest, idempotency_key,
-            client_order_id, deployment_id=deployment_id, local_id=local_id, tag=tag,
-        )  # fmt: skip
+    async def _place(self, ask: _Ask) -> tuple[OrderRead, bool]:
+        """The intent (risk check and reservation, committed), then the venue: ``submit_order``.
+        A venue keeping its book in our database (paper) records the order after the intent in
+        the same log: the intent's commit need not wait for the disk (``Venue``). A denial has no
+        venue record after it to make it durable: it is decided again, durably."""
         try:
             try:
-                decision, row = await intent(durable=not venue.books_in_our_database)
+                decision, row = await self._intent(ask, durable=not ask.venue.books_in_our_database)
             except _DecideDurably:
-                decision, row = await intent(durable=True)
+                decision, row = await self._intent(ask, durable=True)
         except IntegrityError:
             # A concurrent request with the same key or client id won the race: answer with it.
-            found = await self._existing(owner_id, request, idempotency_key, digest)
+            found = await self._existing(ask.owner_id, ask.request, ask.idempotency_key, ask.digest)
             if found is None:
                 raise
             return found, False
@@ -352,27 +336,13 @@ class TradingService:
             log.info("trading.order.denied", order_id=str(row["id"]), reason=decision.reason)
             async with self._sessions() as session:
                 return reads.order(await store.order_by_id(session, row["id"]) or {}), True
-        return await self.execution.send(row["id"], venue, row), True
+        return await self.execution.send(row["id"], ask.venue, row), True
 
-    async def _intent(
-        self,
-        owner_id: uuid.UUID,
-        request: OrderCreate,
-        venue: Venue,
-        reference: Decimal,
-        limits: RiskLimits[Decimal],
-        digest: str,
-        idempotency_key: str | None,
-        client_order_id: str,
-        *,
-        durable: bool,
-        deployment_id: uuid.UUID | None,
-        local_id: str | None,
-        tag: str | None,
-    ) -> tuple[RiskDecision, dict[str, Any]]:
+    async def _intent(self, ask: _Ask, *, durable: bool) -> tuple[RiskDecision, dict[str, Any]]:
         """ONE serialized transaction: the risk check against the account as it stands, the
         reservation, the order row and its events. ``_DecideDurably`` (rolled back) for a denial
         in a transaction that would not wait for the disk."""
+        request, limits = ask.request, ask.limits
         now = self._clock.now()
         order_id = uuid.uuid4()
         sessions = self._sessions if durable else self._relaxed_sessions
@@ -389,26 +359,26 @@ class TradingService:
                 peak=False,
                 known_mark=self._day_marks.get(request.portfolio_id),
             )
-            decision = decide(request, reference, snapshot, limits, locked, self._clock.now())
+            decision = decide(request, ask.reference, snapshot, limits, locked, self._clock.now())
             books = Books.new_order(request.portfolio_id, snapshot.balances)
             if decision.allowed and request.side is OrderSide.BUY:
-                decision = reserve(books, order_id, request, reference, locked, self._settings)
+                decision = reserve(books, order_id, request, ask.reference, locked, self._settings)
             if not decision.allowed and not durable:
                 raise _DecideDurably
             row = new_order_row(
                 order_id=order_id,
-                owner_id=owner_id,
+                owner_id=ask.owner_id,
                 request=request,
-                client_order_id=client_order_id,
-                idempotency_key=idempotency_key,
-                digest=digest,
-                venue=venue.name,
-                reference=reference,
+                client_order_id=ask.client_order_id,
+                idempotency_key=ask.idempotency_key,
+                digest=ask.digest,
+                venue=ask.venue.name,
+                reference=ask.reference,
                 decision=decision,
-                deployment_id=deployment_id,
+                deployment_id=ask.deployment_id,
                 now=now,
-                local_id=local_id,
-                tag=tag,
+                local_id=ask.local_id,
+                tag=ask.tag,
             )
             await self.execution.insert_order(session, row, decision)
             await books.save(session, now)
@@ -624,6 +594,23 @@ class TradingService:
             return await self.execution.reconcile(account, venue)
         except VenueError as exc:
             raise TemporaryError(f"reconciliation with {venue.name} did not finish: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class _Ask:
+    """One order as ``submit_order`` checked it, for the intent and the venue."""
+
+    owner_id: uuid.UUID
+    request: OrderCreate
+    venue: Venue
+    reference: Decimal
+    limits: RiskLimits[Decimal]
+    digest: str
+    idempotency_key: str | None
+    client_order_id: str
+    deployment_id: uuid.UUID | None
+    local_id: str | None
+    tag: str | None
 
 
 class _DecideDurably(Exception):
