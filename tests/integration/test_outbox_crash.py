@@ -9,6 +9,7 @@ import sys
 import textwrap
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text, update
@@ -57,6 +58,15 @@ CHILD = textwrap.dedent(
 
 def _registered(name: str) -> UserRegistered:
     return UserRegistered(user_id=uuid.uuid4(), username=name, email=f"{name}@example.com", role=Role.TRADER)
+
+
+async def _users_outbox(tmp_path: Path) -> tuple[Any, Any, SystemClock, Outbox]:
+    """A migrated database, its engine and sessions, a clock and the users service's outbox."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
+    await _migrated(url)
+    engine = make_engine(url)
+    clock = SystemClock()
+    return engine, make_sessionmaker(engine), clock, Outbox(service="users", clock=clock)
 
 
 async def _migrated(url: str) -> None:
@@ -143,12 +153,7 @@ async def test_committed_rows_survive_kill_9(tmp_path: Path) -> None:
 async def test_events_added_together_go_out_in_order_iff_committed(tmp_path: Path) -> None:
     """``Outbox.add_many`` (one statement): the events of a transaction that commits go out in
     the order given, once each; those of one rolled back never do."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
-    await _migrated(url)
-    engine = make_engine(url)
-    sessions = make_sessionmaker(engine)
-    clock = SystemClock()
-    outbox = Outbox(service="users", clock=clock)
+    engine, sessions, clock, outbox = await _users_outbox(tmp_path)
 
     async with sessions() as session, session.begin():
         sent = await outbox.add_many(session, [_registered(n) for n in ("a", "b", "c")])
@@ -177,12 +182,7 @@ async def test_the_relay_gathers_what_commits_right_after_the_wakeup(tmp_path: P
     on first, and rows committed meanwhile go out with one read and one mark."""
     from sqlalchemy import event as sa_event
 
-    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
-    await _migrated(url)
-    engine = make_engine(url)
-    sessions = make_sessionmaker(engine)
-    clock = SystemClock()
-    outbox = Outbox(service="users", clock=clock)
+    engine, sessions, clock, outbox = await _users_outbox(tmp_path)
     seen: list[str] = []
 
     async def consumer(envelope: Envelope) -> None:
