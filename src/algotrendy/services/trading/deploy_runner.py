@@ -295,7 +295,7 @@ class DeploymentRunner:
             open_rows = await session.execute(
                 select(o.local_id, o.symbol, o.tag).where(
                     o.deployment_id == runner.id,
-                    o.status.in_(("created", "validated", "submitted", "partial_fill")),
+                    o.status.in_(store.OPEN_STATUSES),
                 )
             )
             open_orders = {lid: (sym, tag or "") for lid, sym, tag in open_rows if lid}

@@ -269,12 +269,11 @@ _POSITION = select(positions).where(
 _POSITIONS = (
     select(positions).where(positions.c.portfolio_id == bindparam("pid")).order_by(positions.c.symbol)
 )
+OPEN_STATUSES = ("created", "validated", "submitted", "partial_fill")
+"""The order statuses that may still fill (``engine.orders.OrderStatus.is_open``)."""
 _OPEN_ORDERS = (
     select(orders)
-    .where(
-        orders.c.portfolio_id == bindparam("pid"),
-        orders.c.status.in_(("created", "validated", "submitted", "partial_fill")),
-    )
+    .where(orders.c.portfolio_id == bindparam("pid"), orders.c.status.in_(OPEN_STATUSES))
     .order_by(orders.c.created_at)
 )
 _RECENT_ORDERS = (
@@ -285,8 +284,7 @@ _RECENT_ORDERS = (
 )
 _ZERO = Decimal(0)
 _PENDING = select(orders.c.symbol, orders.c.side, orders.c.quantity, orders.c.filled_quantity).where(
-    orders.c.portfolio_id == bindparam("pid"),
-    orders.c.status.in_(("created", "validated", "submitted", "partial_fill")),
+    orders.c.portfolio_id == bindparam("pid"), orders.c.status.in_(OPEN_STATUSES)
 )
 _DAY_MARK = select(day_marks.c.equity).where(
     day_marks.c.portfolio_id == bindparam("pid"), day_marks.c.day == bindparam("day")
