@@ -5,6 +5,7 @@ input, risk limits and the kill switch, owner checks and permissions."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -255,6 +256,87 @@ async def test_concurrent_orders_cannot_jointly_exceed_a_limit(api: Api) -> None
     statuses = [a.json()["status"] for a in answers]
     assert all(a.status_code == 201 for a in answers)
     assert statuses.count("submitted") == 10 and statuses.count("rejected") == 40
+
+
+@contextlib.contextmanager
+def order_batches(api: Api, portfolio_id: str) -> Any:
+    """How many order rows of ``portfolio_id`` each insert wrote (one insert per batch)."""
+    from sqlalchemy import event
+
+    keys = (portfolio_id, portfolio_id.replace("-", ""))
+    sizes: list[int] = []
+
+    def on_statement(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if statement.startswith("INSERT INTO trading_orders") and any(k in repr(params) for k in keys):
+            sizes.append(len(params) if isinstance(params, list) else 1)
+
+    engine = api.container.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", on_statement)
+    try:
+        yield sizes
+    finally:
+        event.remove(engine, "before_cursor_execute", on_statement)
+
+
+def code(order: dict[str, Any]) -> str:
+    """The order's first risk denial, or ``ok``."""
+    return str((order["risk"]["reasons"] or [{"code": "ok"}])[0]["code"])
+
+
+async def test_queued_orders_share_an_intent_and_each_sees_the_ones_before_it(api: Api) -> None:
+    """One account's concurrent orders queue; the next batch's intents are one transaction in
+    which each order is checked with the reservations, open quantity and times of the ones
+    before it: cash, a position limit and the rate throttle hold exactly, in arrival order."""
+    _u, h, _ = await api.user()
+    pid = await portfolio(api, h)  # 100,000 of cash
+    body = {"portfolio_id": pid, "symbol": "AAPL", "side": "BUY", "order_type": "LIMIT"}
+    costly = {**body, "quantity": "15000", "limit_price": "1"}  # 15,000 set aside (+ fees) each
+    with order_batches(api, pid) as sizes:
+        answers = await asyncio.gather(
+            *(api.client.post(f"{T}/orders", json=costly, headers=h) for _ in range(12))
+        )
+    assert all(a.status_code == 201 for a in answers), [a.text for a in answers]
+    codes = sorted(code(a.json()) for a in answers)
+    assert codes == ["insufficient_cash"] * 6 + ["ok"] * 6, codes
+    assert sum(sizes) == 12 and max(sizes) > 1, sizes  # some orders shared an intent
+    account = (await api.client.get(f"{T}/accounts/{pid}", headers=h)).json()
+    assert Decimal(account["cash"]) >= 0 and Decimal(account["reserved"]) > Decimal(90_000), account
+
+    pid = await portfolio(api, h)
+    r = await api.client.put(
+        f"/api/v1/risk/limits/{pid}",
+        json={"max_orders_per_minute": 7, "max_position_quantity": "5"},
+        headers=h,
+    )
+    assert r.status_code == 200, r.text
+    cheap = {**body, "portfolio_id": pid, "quantity": "1", "limit_price": "1"}
+    with order_batches(api, pid) as sizes:
+        answers = await asyncio.gather(
+            *(api.client.post(f"{T}/orders", json=cheap, headers=h) for _ in range(9))
+        )
+    codes = sorted(code(a.json()) for a in answers)
+    # 5 fill the position limit; the 6th and 7th are denied by it; the 8th and 9th by the
+    # throttle first (denied orders count too: 7 orders in the minute).
+    assert codes == ["ok"] * 5 + ["position_quantity"] * 2 + ["rate_limited"] * 2, codes
+    assert sum(sizes) == 9 and max(sizes) > 1, sizes
+
+
+async def test_concurrent_orders_with_one_client_order_id_make_one_order(api: Api) -> None:
+    """Duplicates queued in one batch fail its transaction; each order is then placed on its
+    own, and every caller gets the one order."""
+    _u, h, _ = await api.user()
+    pid = await portfolio(api, h)
+    body = {"portfolio_id": pid, "symbol": "AAPL", "side": "BUY", "quantity": "1", "order_type": "LIMIT"}
+    same = {**body, "limit_price": "2", "client_order_id": f"dup-{uuid.uuid4().hex[:8]}"}
+    other = {**body, "limit_price": "3"}
+    answers = await asyncio.gather(
+        *(api.client.post(f"{T}/orders", json=b, headers=h) for b in [same, same, other, same, other])
+    )
+    assert all(a.status_code in (200, 201) for a in answers), [a.text for a in answers]
+    same_ids = {answers[i].json()["order_id"] for i in (0, 1, 3)}
+    assert len(same_ids) == 1
+    page = (await api.client.get(f"{T}/orders", params={"portfolio_id": pid}, headers=h)).json()
+    assert page["total"] == 3 and all(o["status"] == "submitted" for o in page["items"]), page
 
 
 async def test_owner_checks_and_permissions(api: Api) -> None:

@@ -5,6 +5,7 @@ transaction (under ``store.lock_account``)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -171,37 +172,29 @@ def external_order_row(
     }
 
 
-async def insert_order(
-    session: AsyncSession, outbox: Outbox, row: dict[str, Any], decision: RiskDecision
+async def insert_orders(
+    session: AsyncSession, outbox: Outbox, placed: Sequence[tuple[RiskDecision, dict[str, Any]]]
 ) -> None:
-    await session.execute(store.INSERT_ORDER, row)
-    at = row["created_at"]
-    created = dict(row, status="created")
-    await outbox.add(session, order_event(OrderCreated, created))
-    if decision.allowed:
-        steps = ((None, "created"), ("created", "validated"), ("validated", "submitted"))
-        await session.execute(
-            store.INSERT_ORDER_EVENTS,
-            [
-                {
-                    "order_id": row["id"],
-                    "from_status": a,
-                    "to_status": b,
-                    "accepted": True,
-                    "detail": None,
-                    "at": at,
-                }
-                for a, b in steps
-            ],
+    """New orders (as decided, in order) with their steps and their events, a statement per table."""
+    steps: list[dict[str, Any]] = []
+    events: list[Event] = []
+    for decision, row in placed:
+        at = row["created_at"]
+        events.append(order_event(OrderCreated, dict(row, status="created")))
+        if decision.allowed:
+            path = [(None, "created", None), ("created", "validated", None), ("validated", "submitted", None)]
+        else:
+            path = [(None, "created", None), ("created", "rejected", row["reason"])]
+            reasons = [{"code": d.code, "message": d.message} for d in decision.denials]
+            events.append(order_event(OrderDenied, row, reasons=reasons))
+            events.append(order_event(STATUS_EVENTS[OrderStatus.REJECTED], row))
+        steps.extend(
+            {"order_id": row["id"], "from_status": a, "to_status": b, "accepted": True, "detail": d, "at": at}
+            for a, b, d in path
         )
-        return
-    await store.record_event(session, row["id"], None, "created", accepted=True, detail=None, at=at)
-    await store.record_event(
-        session, row["id"], "created", "rejected", accepted=True, detail=row["reason"], at=at
-    )
-    reasons = [{"code": d.code, "message": d.message} for d in decision.denials]
-    denied = order_event(OrderDenied, row, reasons=reasons)
-    await outbox.add_many(session, (denied, order_event(STATUS_EVENTS[OrderStatus.REJECTED], row)))
+    await session.execute(store.INSERT_ORDER, [row for _, row in placed])
+    await session.execute(store.INSERT_ORDER_EVENTS, steps)
+    await outbox.add_many(session, events)
 
 
 async def book_fill_row(

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -59,7 +60,7 @@ from algotrendy.services.trading.bookings import (
     book_fill_row,
     engine_order,
     external_order_row,
-    insert_order,
+    insert_orders,
     order_event,
 )
 from algotrendy.services.trading.interface import (
@@ -113,8 +114,10 @@ class Execution:
 
     # ---- creating and sending ------------------------------------------------------------------
 
-    async def insert_order(self, session: AsyncSession, row: dict[str, Any], decision: RiskDecision) -> None:
-        await insert_order(session, self.outbox, row, decision)
+    async def insert_orders(
+        self, session: AsyncSession, placed: Sequence[tuple[RiskDecision, dict[str, Any]]]
+    ) -> None:
+        await insert_orders(session, self.outbox, placed)
 
     async def send(self, order_id: uuid.UUID, venue: Venue, row: dict[str, Any] | None = None) -> OrderRead:
         """Ask the venue for a committed intent (``row``: the order as committed, else read) and

@@ -81,9 +81,9 @@ from algotrendy.services.trading.interface import (
     RiskReason,
 )
 from algotrendy.services.trading.settings import TradingSettings
-from algotrendy.services.trading.turns import Turns
+from algotrendy.services.trading.turns import Batches, Queued
 from algotrendy.services.trading.venues import Venues
-from algotrendy.services.trading.views import account_snapshot, execution_stats, list_orders
+from algotrendy.services.trading.views import account_snapshot, execution_stats, list_orders, with_order
 
 log = structlog.get_logger(__name__)
 
@@ -138,8 +138,8 @@ class TradingService:
         self._day_marks: dict[uuid.UUID, tuple[date, Decimal]] = {}
         """The latest start-of-day equity mark the order path committed or read, per portfolio
         (a mark is stored once and never changed)."""
-        self._turns = Turns()
-        """One order intent at a time per account in this process (``turns``)."""
+        self._batches: Batches[_Ask, tuple[OrderRead, bool]] = Batches(self._place_batch)
+        """One batch of an account's orders at a time in this process (``turns``)."""
         self.reconciled = asyncio.Event()
         """Set once every account has been reconciled after start (strategies wait for it)."""
         self.deployments_ = Deployments(
@@ -309,45 +309,66 @@ class TradingService:
         client_order_id = request.client_order_id or f"at-{uuid.uuid4().hex[:32]}"
         ask = _Ask(owner_id, request, venue, reference, limits, digest, idempotency_key,
                    client_order_id, deployment_id, local_id, tag)  # fmt: skip
-        # The account's turn (``turns``) from the intent to the venue's answer applied, so one
-        # account keeps at most one order in the database's queue. Fills booked meanwhile are heard
-        # by deployments after the turn (``listeners``): one may place this account's next order.
-        async with self.execution.listeners.after(), self._turns.turn(request.portfolio_id):
-            return await self._place(ask)
+        # The account's queue (``turns``): its orders' intents share a transaction, then go to
+        # the venue one by one. Fills booked meanwhile are heard by deployments after the batch
+        # (``listeners``): one may place this account's next order.
+        async with self.execution.listeners.after():
+            return await self._batches.submit(request.portfolio_id, ask)
 
-    async def _place(self, ask: _Ask) -> tuple[OrderRead, bool]:
-        """The intent (risk check and reservation, committed), then the venue: ``submit_order``.
-        A venue keeping its book in our database (paper) records the order after the intent in
-        the same log: the intent's commit need not wait for the disk (``Venue``). A denial has no
-        venue record after it to make it durable: it is decided again, durably."""
+    async def _place_batch(self, batch: list[Queued[_Ask, tuple[OrderRead, bool]]]) -> None:
+        """The intents of one account's queued orders (risk checks and reservations, in arrival
+        order, committed together), then the venue for each: ``submit_order``. A venue keeping
+        its book in our database (paper) records each order after the intents in the same log:
+        their commit need not wait for the disk (``Venue``). A denial has no venue record after
+        it to make it durable: the batch is decided again, durably. A duplicate key or client
+        order id fails the whole transaction: each order is then placed on its own."""
+        asks = [q.item for q in batch]
+        relaxed = all(a.venue.books_in_our_database for a in asks)
         try:
             try:
-                decision, row = await self._intent(ask, durable=not ask.venue.books_in_our_database)
+                placed = await self._intents(asks, durable=not relaxed)
             except _DecideDurably:
-                decision, row = await self._intent(ask, durable=True)
+                placed = await self._intents(asks, durable=True)
         except IntegrityError:
+            if len(batch) > 1:
+                for q in batch:
+                    try:
+                        await self._place_batch([q])
+                    except Exception as exc:
+                        q.fail(exc)
+                return
             # A concurrent request with the same key or client id won the race: answer with it.
+            ask = asks[0]
             found = await self._existing(ask.owner_id, ask.request, ask.idempotency_key, ask.digest)
             if found is None:
                 raise
-            return found, False
+            batch[0].answer((found, False))
+            return
         self._fail.hit("trading.after_intent_commit")
-        if not decision.allowed:
-            log.info("trading.order.denied", order_id=str(row["id"]), reason=decision.reason)
-            async with self._sessions() as session:
-                return reads.order(await store.order_by_id(session, row["id"]) or {}), True
-        return await self.execution.send(row["id"], ask.venue, row), True
+        for q, (decision, row) in zip(batch, placed, strict=True):
+            try:
+                if decision.allowed:
+                    q.answer((await self.execution.send(row["id"], q.item.venue, row), True))
+                    continue
+                log.info("trading.order.denied", order_id=str(row["id"]), reason=decision.reason)
+                async with self._sessions() as session:
+                    q.answer((reads.order(await store.order_by_id(session, row["id"]) or {}), True))
+            except Exception as exc:
+                q.fail(exc)
 
-    async def _intent(self, ask: _Ask, *, durable: bool) -> tuple[RiskDecision, dict[str, Any]]:
-        """ONE serialized transaction: the risk check against the account as it stands, the
-        reservation, the order row and its events. ``_DecideDurably`` (rolled back) for a denial
-        in a transaction that would not wait for the disk."""
-        request, limits = ask.request, ask.limits
-        now = self._clock.now()
-        order_id = uuid.uuid4()
+    async def _intents(self, asks: list[_Ask], *, durable: bool) -> list[tuple[RiskDecision, dict[str, Any]]]:
+        """ONE serialized transaction for one account's orders, in order: each one's risk check
+        against the account as it stands with the ones before it (their open quantity, their
+        reservation, their time for the rate throttle), its reservation, its order row and its
+        events. ``_DecideDurably`` (rolled back) for a denial in a transaction that would not wait
+        for the disk."""
+        pid = asks[0].request.portfolio_id
+        per_minute = [a.limits.max_orders_per_minute for a in asks]
+        order_times = max((n for n in per_minute if n is not None), default=None)
+        placed: list[tuple[RiskDecision, dict[str, Any]]] = []
         sessions = self._sessions if durable else self._relaxed_sessions
         async with sessions() as session, session.begin():
-            locked = await store.lock_account(session, request.portfolio_id)
+            locked = await store.lock_account(session, pid)
             assert locked is not None  # created by ``submit_order``
             snapshot = await account_snapshot(
                 session,
@@ -355,38 +376,42 @@ class TradingService:
                 self._quotes,
                 self._clock,
                 mark_day=True,
-                order_times=limits.max_orders_per_minute,
+                order_times=order_times,
                 peak=False,
-                known_mark=self._day_marks.get(request.portfolio_id),
+                known_mark=self._day_marks.get(pid),
             )
-            decision = decide(request, ask.reference, snapshot, limits, locked, self._clock.now())
-            books = Books.new_order(request.portfolio_id, snapshot.balances)
-            if decision.allowed and request.side is OrderSide.BUY:
-                decision = reserve(books, order_id, request, ask.reference, locked, self._settings)
-            if not decision.allowed and not durable:
-                raise _DecideDurably
-            row = new_order_row(
-                order_id=order_id,
-                owner_id=ask.owner_id,
-                request=request,
-                client_order_id=ask.client_order_id,
-                idempotency_key=ask.idempotency_key,
-                digest=ask.digest,
-                venue=ask.venue.name,
-                reference=ask.reference,
-                decision=decision,
-                deployment_id=ask.deployment_id,
-                now=now,
-                local_id=ask.local_id,
-                tag=ask.tag,
-            )
-            await self.execution.insert_order(session, row, decision)
+            books = Books.new_order(pid, snapshot.balances)
+            for ask in asks:
+                request, now, order_id = ask.request, self._clock.now(), uuid.uuid4()
+                decision = decide(request, ask.reference, snapshot, ask.limits, locked, now)
+                if decision.allowed and request.side is OrderSide.BUY:
+                    decision = reserve(books, order_id, request, ask.reference, locked, self._settings)
+                if not decision.allowed and not durable:
+                    raise _DecideDurably
+                row = new_order_row(
+                    order_id=order_id,
+                    owner_id=ask.owner_id,
+                    request=request,
+                    client_order_id=ask.client_order_id,
+                    idempotency_key=ask.idempotency_key,
+                    digest=ask.digest,
+                    venue=ask.venue.name,
+                    reference=ask.reference,
+                    decision=decision,
+                    deployment_id=ask.deployment_id,
+                    now=now,
+                    local_id=ask.local_id,
+                    tag=ask.tag,
+                )
+                placed.append((decision, row))
+                snapshot = await with_order(snapshot, self._quotes, request, now, placed=decision.allowed)
+            await self.execution.insert_orders(session, placed)
             await books.save(session, now)
         # Committed: the day's mark is in the database (stored once, never changed).
         if len(self._day_marks) > 10_000:
             self._day_marks.clear()
-        self._day_marks[request.portfolio_id] = (snapshot.day, snapshot.view.day_start_equity)
-        return decision, row
+        self._day_marks[pid] = (snapshot.day, snapshot.view.day_start_equity)
+        return placed
 
     async def _reference_price(
         self, request: OrderCreate | OrderModify, symbol: str | None = None

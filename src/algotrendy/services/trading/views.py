@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import statistics
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -25,6 +25,7 @@ from algotrendy.services.trading.interface import (
     AccountView,
     ExecutionStats,
     FillRead,
+    OrderCreate,
     OrderPage,
     OrderRead,
     PositionRead,
@@ -219,6 +220,29 @@ async def account_snapshot(
         peak_equity=peak_equity,
     )
     return Snapshot(view=view, read=read, public_view=public, balances=bal, day=today)
+
+
+async def with_order(
+    snapshot: Snapshot, quotes: QuoteSource, request: OrderCreate, at: datetime, *, placed: bool
+) -> Snapshot:
+    """The snapshot as the next order of the same transaction sees it: this order's time for the
+    rate throttle, and (``placed``: not denied) its open quantity, as ``account_snapshot`` would
+    read them back. Equity and balances do not change (the reservation stays the account's)."""
+    view = snapshot.view
+    holdings = dict(view.holdings)
+    if placed:
+        signed = request.quantity if request.side is OrderSide.BUY else -request.quantity
+        held = holdings.get(request.symbol)
+        if held is None:
+            price = await mark(quotes, request.symbol, None) or ZERO
+            holdings[request.symbol] = Holding(ZERO, price, signed)
+        else:
+            holdings[request.symbol] = Holding(held.quantity, held.price, held.pending + signed)
+    recent = [*view.recent_orders_ns, int(at.timestamp() * 1_000_000_000)]
+    risk = RiskView(
+        equity=view.equity, day_start_equity=view.day_start_equity, holdings=holdings, recent_orders_ns=recent
+    )
+    return replace(snapshot, view=risk)
 
 
 async def list_orders(

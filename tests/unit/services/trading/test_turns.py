@@ -1,84 +1,173 @@
-"""Per-account turns: FIFO within an account, independent across accounts, nothing kept after."""
+"""Per-account batches: queued orders run together in arrival order, each caller gets its own
+answer, accounts are independent, the lead is handed over, failures and cancellations reach the
+right callers, nothing is kept after."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 
-from algotrendy.services.trading.turns import Turns
+import pytest
+
+from algotrendy.core.errors import TemporaryError
+from algotrendy.services.trading.turns import Batches, Queued
 
 
-async def test_one_account_runs_in_arrival_order_while_another_is_not_held() -> None:
-    turns = Turns()
-    a, b = uuid.uuid4(), uuid.uuid4()
-    order: list[str] = []
-    release = asyncio.Event()
+class Runner:
+    """Answers each item with its double; an item in ``hold`` waits for ``release``."""
 
-    async def work(key: uuid.UUID, name: str, hold: bool = False) -> None:
-        async with turns.turn(key):
-            order.append(name)
-            if hold:
-                await release.wait()
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.release = asyncio.Event()
+        self.hold: set[int] = set()
+        self.fail: set[int] = set()
 
-    first = asyncio.create_task(work(a, "a1", hold=True))
-    await asyncio.sleep(0)
-    queued = [asyncio.create_task(work(a, f"a{i}")) for i in range(2, 6)]
-    await asyncio.sleep(0)
-    assert turns.waiting(a) == 5
-    await asyncio.wait_for(work(b, "b1"), 1)  # another account is not behind a's flood
-    assert order == ["a1", "b1"]
-    release.set()
-    await asyncio.gather(first, *queued)
-    assert order == ["a1", "b1", "a2", "a3", "a4", "a5"]
-    assert turns.waiting(a) == 0 and turns.waiting(b) == 0
-    assert not turns._locks  # idle accounts keep no lock
-
-
-async def test_a_failure_or_cancellation_gives_the_turn_back() -> None:
-    turns = Turns()
-    a = uuid.uuid4()
-    try:
-        async with turns.turn(a):
+    async def __call__(self, batch: list[Queued[int, int]]) -> None:
+        self.batches.append([q.item for q in batch])
+        if self.fail & {q.item for q in batch}:
             raise RuntimeError("boom")
-    except RuntimeError:
-        pass
-    holder_in = asyncio.Event()
+        for q in batch:
+            if q.item in self.hold:
+                await self.release.wait()
+            q.answer(q.item * 2)
 
-    async def hold() -> None:
-        async with turns.turn(a):
-            holder_in.set()
-            await asyncio.sleep(10)
 
-    holder = asyncio.create_task(hold())
-    await holder_in.wait()
-    waiter = asyncio.create_task(hold())
+async def _queued(batches: Batches[int, int], key: uuid.UUID, n: int) -> None:
+    for _ in range(50):
+        if batches.waiting(key) >= n:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"{batches.waiting(key)} queued, expected {n}")
+
+
+async def test_queued_items_run_as_one_batch_in_order_and_each_gets_its_answer() -> None:
+    run = Runner()
+    batches: Batches[int, int] = Batches(run, most=3)
+    a, b = uuid.uuid4(), uuid.uuid4()
+    run.hold = {1}
+    first = asyncio.create_task(batches.submit(a, 1))
     await asyncio.sleep(0)
-    assert turns.waiting(a) == 2
-    waiter.cancel()
-    holder.cancel()
-    await asyncio.gather(holder, waiter, return_exceptions=True)
-    assert turns.waiting(a) == 0
-    async with turns.turn(a):  # free again
-        assert turns.waiting(a) == 1
-    assert not turns._holders
+    rest = [asyncio.create_task(batches.submit(a, i)) for i in range(2, 7)]
+    await _queued(batches, a, 5)
+    assert await asyncio.wait_for(batches.submit(b, 100), 1) == 200  # b is not behind a
+    run.release.set()
+    assert await asyncio.gather(first, *rest) == [2, 4, 6, 8, 10, 12]
+    assert run.batches == [[1], [100], [2, 3, 4], [5, 6]]
+    assert not batches._queues and not batches._leaders  # idle accounts keep nothing
 
 
-async def test_the_holding_task_may_nest_its_turn_while_others_wait() -> None:
-    turns = Turns()
+async def test_the_leader_answers_its_caller_and_hands_the_lead_over() -> None:
+    """A flood never holds the leader's own answer: it leads until its own item is answered."""
+    run = Runner()
+    batches: Batches[int, int] = Batches(run, most=1)
     a = uuid.uuid4()
-    order: list[str] = []
+    run.hold = {1}
+    leader = asyncio.create_task(batches.submit(a, 1))
+    await asyncio.sleep(0)
+    followers = [asyncio.create_task(batches.submit(a, i)) for i in range(2, 5)]
+    await _queued(batches, a, 3)
+    run.release.set()
+    assert await leader == 2
+    assert await asyncio.gather(*followers) == [4, 6, 8]
+    assert run.batches == [[1], [2], [3], [4]]
 
-    async def other() -> None:
-        async with turns.turn(a):
-            order.append("other")
 
-    async with turns.turn(a):
-        waiter = asyncio.create_task(other())
+async def test_a_failed_batch_fails_its_callers_only() -> None:
+    run = Runner()
+    batches: Batches[int, int] = Batches(run, most=2)
+    a = uuid.uuid4()
+    run.hold, run.fail = {1}, {3}
+    first = asyncio.create_task(batches.submit(a, 1))
+    await asyncio.sleep(0)
+    rest = [asyncio.create_task(batches.submit(a, i)) for i in (2, 3, 4)]
+    await _queued(batches, a, 3)
+    run.release.set()
+    results = await asyncio.gather(first, *rest, return_exceptions=True)
+    assert results[0] == 2 and results[3] == 8
+    assert all(isinstance(r, RuntimeError) for r in results[1:3])  # the batch [2, 3]
+    assert run.batches == [[1], [2, 3], [4]]
+
+
+async def test_an_unanswered_item_fails_instead_of_hanging() -> None:
+    async def forgetful(batch: list[Queued[int, int]]) -> None:
+        return None
+
+    batches: Batches[int, int] = Batches(forgetful)
+    with pytest.raises(RuntimeError, match="not answered"):
+        await asyncio.wait_for(batches.submit(uuid.uuid4(), 1), 1)
+
+
+async def test_a_cancelled_queued_caller_is_not_run() -> None:
+    run = Runner()
+    batches: Batches[int, int] = Batches(run)
+    a = uuid.uuid4()
+    run.hold = {1}
+    first = asyncio.create_task(batches.submit(a, 1))
+    await asyncio.sleep(0)
+    gone = asyncio.create_task(batches.submit(a, 2))
+    kept = asyncio.create_task(batches.submit(a, 3))
+    await _queued(batches, a, 2)
+    gone.cancel()
+    await asyncio.gather(gone, return_exceptions=True)
+    run.release.set()
+    assert await first == 2 and await kept == 6
+    assert run.batches == [[1], [3]]
+    assert not batches._queues and not batches._leaders
+
+
+async def test_a_leader_cancelled_mid_batch_hands_the_lead_to_the_next_caller() -> None:
+    run = Runner()
+    batches: Batches[int, int] = Batches(run, most=2)
+    a = uuid.uuid4()
+    run.hold = {1}
+    leader = asyncio.create_task(batches.submit(a, 1))
+    await asyncio.sleep(0)
+    queued = [asyncio.create_task(batches.submit(a, i)) for i in (2, 3, 4)]
+    await _queued(batches, a, 3)
+    leader.cancel()
+    results = await asyncio.wait_for(asyncio.gather(leader, *queued, return_exceptions=True), 1)
+    assert isinstance(results[0], asyncio.CancelledError)
+    assert results[1:] == [4, 6, 8]
+    assert run.batches == [[1], [2, 3], [4]]
+    assert not batches._queues and not batches._leaders
+
+
+async def test_others_in_a_cancelled_leaders_batch_learn_the_outcome_is_unknown() -> None:
+    run = Runner()
+    batches: Batches[int, int] = Batches(run, most=3)
+    a = uuid.uuid4()
+    run.hold = {1}
+    first = asyncio.create_task(batches.submit(a, 1))
+    await asyncio.sleep(0)
+    rest = [asyncio.create_task(batches.submit(a, i)) for i in (2, 3)]
+    await _queued(batches, a, 2)
+    run.release.set()
+    run.release = asyncio.Event()
+    run.hold = {2}
+    await asyncio.sleep(0)
+    while run.batches[-1] != [2, 3]:
         await asyncio.sleep(0)
-        async with turns.turn(a):  # the holder's own nested turn: no wait for itself
-            order.append("nested")
-        await asyncio.sleep(0)
-        assert order == ["nested"] and not waiter.done()  # the turn is still held
-    await asyncio.wait_for(waiter, 1)
-    assert order == ["nested", "other"]
-    assert not turns._locks and not turns._holders
+    rest[0].cancel()  # 1's caller was answered and handed the lead to 2's, which runs [2, 3]
+    results = await asyncio.gather(first, *rest, return_exceptions=True)
+    assert results[0] == 2
+    assert isinstance(results[1], asyncio.CancelledError)
+    assert isinstance(results[2], TemporaryError)
+
+
+async def test_the_leading_task_may_submit_again_from_inside_its_batch() -> None:
+    batches: Batches[int, int]
+    seen: list[list[int]] = []
+
+    async def run(batch: list[Queued[int, int]]) -> None:
+        seen.append([q.item for q in batch])
+        for q in batch:
+            if q.item == 1:  # e.g. a listener placing the account's next order
+                q.answer(await batches.submit(key, 10))
+            else:
+                q.answer(q.item * 2)
+
+    batches = Batches(run)
+    key = uuid.uuid4()
+    assert await asyncio.wait_for(batches.submit(key, 1), 1) == 20
+    assert seen == [[1], [10]]
+    assert not batches._queues and not batches._leaders
