@@ -136,7 +136,7 @@ class PaperExchange:
         self._lock = asyncio.Lock()
         self._accounts: dict[str, PaperAccount] = {}
         self._venues: dict[str, PaperVenue] = {}
-        self._open = OpenOrders()
+        self._open = OpenOrders(lambda po: po.cost(self._costs, _ZERO))
         self._first_day: dict[str, int] = {}
         self._streams: dict[str, asyncio.Task[None]] = {}
         self._retiring: set[asyncio.Task[None]] = set()
@@ -414,6 +414,8 @@ class PaperExchange:
         for p in changed:
             if not p.order.status.is_open:
                 self._forget(p)
+            elif p is not new:
+                self._open.refresh(p)  # filled in part: what it would still cost changed
         for account_id, event in events:
             self._venues[account_id].reports.publish(event)
         return [e for _, e in events if isinstance(e, VenueFill)]
@@ -534,8 +536,7 @@ class PaperExchange:
         return po.cost(self._costs, last or _ZERO)
 
     async def _free(self, account: PaperAccount) -> Decimal:
-        reserved = _ZERO
-        for po in self._open.of_account(account.account_id):
-            if po.order.side is OrderSide.BUY:
-                reserved += await self._cost(po)
+        reserved, market_buys = self._open.buys_of(account.account_id)
+        for po in market_buys:
+            reserved += await self._cost(po)
         return account.cash - reserved
