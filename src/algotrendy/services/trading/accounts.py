@@ -120,17 +120,13 @@ class Books:
                     store.UPDATE_RESERVATION,
                     {"r_id": uuid.UUID(order_id), "r_amount": now_reserved[order_id][1]},
                 )
-        for order_id, (currency, amount) in now_reserved.items():
-            if order_id not in self._reserved_before:
-                await session.execute(
-                    store.INSERT_RESERVATION,
-                    {
-                        "order_id": uuid.UUID(order_id),
-                        "portfolio_id": self.portfolio_id,
-                        "currency": currency,
-                        "amount": amount,
-                    },
-                )
+        added = [
+            {"order_id": uuid.UUID(oid), "portfolio_id": self.portfolio_id, "currency": c, "amount": a}
+            for oid, (c, a) in now_reserved.items()
+            if oid not in self._reserved_before
+        ]
+        if added:
+            await session.execute(store.INSERT_RESERVATION, added)
         self._journal_start = len(self.ledger.journal)
         self._balances_before = dict(self.ledger.balances)
         self._reserved_before = dict(self.ledger.reservations)
