@@ -283,14 +283,18 @@ def code(order: dict[str, Any]) -> str:
     return str((order["risk"]["reasons"] or [{"code": "ok"}])[0]["code"])
 
 
-async def test_queued_orders_share_an_intent_and_each_sees_the_ones_before_it(api: Api) -> None:
+async def test_queued_orders_share_an_intent_and_each_sees_the_ones_before_it(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
     """One account's concurrent orders queue; the next batch's intents are one transaction in
     which each order is checked with the reservations, open quantity and times of the ones
-    before it: cash, a position limit and the rate throttle hold exactly, in arrival order."""
+    before it: cash, a position limit and the rate throttle hold exactly, in arrival order.
+    Each order's steps are logged under its own request's id, whoever led the batch."""
     _u, h, _ = await api.user()
     pid = await portfolio(api, h)  # 100,000 of cash
     body = {"portfolio_id": pid, "symbol": "AAPL", "side": "BUY", "order_type": "LIMIT"}
     costly = {**body, "quantity": "15000", "limit_price": "1"}  # 15,000 set aside (+ fees) each
+    caplog.set_level("INFO", logger="algotrendy.services.trading.service")
     with order_batches(api, pid) as sizes:
         answers = await asyncio.gather(
             *(api.client.post(f"{T}/orders", json=costly, headers=h) for _ in range(12))
@@ -299,6 +303,13 @@ async def test_queued_orders_share_an_intent_and_each_sees_the_ones_before_it(ap
     codes = sorted(code(a.json()) for a in answers)
     assert codes == ["insufficient_cash"] * 6 + ["ok"] * 6, codes
     assert sum(sizes) == 12 and max(sizes) > 1, sizes  # some orders shared an intent
+    denied = {a.headers["x-request-id"] for a in answers if a.json()["status"] == "rejected"}
+    logged = {
+        r.msg["request_id"]
+        for r in caplog.records
+        if isinstance(r.msg, dict) and r.msg.get("event") == "trading.order.denied"
+    }
+    assert logged == denied, (logged, denied)
     account = (await api.client.get(f"{T}/accounts/{pid}", headers=h)).json()
     assert Decimal(account["cash"]) >= 0 and Decimal(account["reserved"]) > Decimal(90_000), account
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -308,7 +308,8 @@ class TradingService:
         limits = (await self._risk().limits_for(portfolio_id=request.portfolio_id)).engine_limits()
         client_order_id = request.client_order_id or f"at-{uuid.uuid4().hex[:32]}"
         ask = _Ask(owner_id, request, venue, reference, limits, digest, idempotency_key,
-                   client_order_id, deployment_id, local_id, tag)  # fmt: skip
+                   client_order_id, deployment_id, local_id, tag,
+                   structlog.contextvars.get_contextvars())  # fmt: skip
         # The account's queue (``turns``): its orders' intents share a transaction, then go to
         # the venue one by one. Fills booked meanwhile are heard by deployments after the batch
         # (``listeners``): one may place this account's next order.
@@ -347,14 +348,21 @@ class TradingService:
         self._fail.hit("trading.after_intent_commit")
         for q, (decision, row) in zip(batch, placed, strict=True):
             try:
-                if decision.allowed:
-                    q.answer((await self.execution.send(row["id"], q.item.venue, row), True))
-                    continue
-                log.info("trading.order.denied", order_id=str(row["id"]), reason=decision.reason)
-                async with self._sessions() as session:
-                    q.answer((reads.order(await store.order_by_id(session, row["id"]) or {}), True))
+                with structlog.contextvars.bound_contextvars(**q.item.log_context):  # its request's
+                    await self._answer(q, decision, row)
             except Exception as exc:
                 q.fail(exc)
+
+    async def _answer(
+        self, q: Queued[_Ask, tuple[OrderRead, bool]], decision: RiskDecision, row: dict[str, Any]
+    ) -> None:
+        """The venue for one order of a committed batch, or its denial as stored."""
+        if decision.allowed:
+            q.answer((await self.execution.send(row["id"], q.item.venue, row), True))
+            return
+        log.info("trading.order.denied", order_id=str(row["id"]), reason=decision.reason)
+        async with self._sessions() as session:
+            q.answer((reads.order(await store.order_by_id(session, row["id"]) or {}), True))
 
     async def _intents(self, asks: list[_Ask], *, durable: bool) -> list[tuple[RiskDecision, dict[str, Any]]]:
         """ONE serialized transaction for one account's orders, in order: each one's risk check
@@ -636,6 +644,9 @@ class _Ask:
     deployment_id: uuid.UUID | None
     local_id: str | None
     tag: str | None
+    log_context: Mapping[str, Any]
+    """The submitting request's log context (its request id): the batch's leader logs this
+    order's steps under it."""
 
 
 class _DecideDurably(Exception):
