@@ -12,12 +12,12 @@ import copy
 import itertools
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 from fastapi import FastAPI
@@ -224,22 +224,29 @@ async def record_history(
         await session.execute(insert(performance_metrics), rows)
 
 
+class OrderInsert(NamedTuple):
+    durable: bool
+    """Whether the transaction's commit waits for the disk (``db.engine``:
+    ``make_sessionmaker(durable=False)`` gives sessions whose commits do not)."""
+    rows: int
+    """How many order rows the statement inserted (one statement per batch of orders)."""
+
+
 @contextlib.contextmanager
-def intent_commits(api: Api, portfolio_id: str) -> Any:
-    """Whether each order row of ``portfolio_id`` was inserted in a transaction whose commit
-    waits for the disk (``True``) or not (``db.engine``: ``make_sessionmaker(durable=False)``),
-    in insert order; on SQLite also the level the driver was set to for it."""
+def order_inserts(api: Api, portfolio_id: str) -> Iterator[list[OrderInsert]]:
+    """Each insert of order rows of ``portfolio_id``, in order; on SQLite also checks the level
+    the driver was set to for its transaction."""
     from sqlalchemy import event
 
     keys = (portfolio_id, portfolio_id.replace("-", ""))
-    seen: list[bool] = []
+    seen: list[OrderInsert] = []
 
     def on_statement(conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
         if statement.startswith("INSERT INTO trading_orders") and any(k in repr(params) for k in keys):
             durable = bool(conn.get_execution_options().get("durable_commit", True))
             if conn.dialect.name == "sqlite":
                 assert conn.info["synchronous"] == ("FULL" if durable else "NORMAL")
-            seen.append(durable)
+            seen.append(OrderInsert(durable, len(params) if isinstance(params, list) else 1))
 
     engine = api.container.engine.sync_engine
     event.listen(engine, "before_cursor_execute", on_statement)

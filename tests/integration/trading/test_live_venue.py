@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from tests.apphelp import Api, intent_commits, make_settings, running
+from tests.apphelp import Api, make_settings, order_inserts, running
 from tests.fakes import FakeBinance
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -138,10 +138,12 @@ async def test_timeout_after_accept_resolves_to_exactly_one_venue_order(
     h, pid = await live_portfolio(api, trader)
     fake.faults.delay(2.5, path="/api/v3/order")  # the venue takes it; the answer comes too late
     body = {"portfolio_id": pid, "symbol": "BTCUSDT", "side": "BUY", "quantity": "0.01"}
-    with intent_commits(api, pid) as durable:
+    with order_inserts(api, pid) as inserts:
         r = await api.client.post(f"{T}/orders", json=body, headers={**h, "Idempotency-Key": "slow-1"})
     assert r.status_code == 201, r.text
-    assert durable == [True]  # a live venue is called only after the intent is on the disk
+    assert [i.durable for i in inserts] == [
+        True
+    ]  # a live venue is called only after the intent is on the disk
     first = r.json()
     assert first["venue_state"] == "unknown" and first["status"] == "submitted", (
         first["reason"],

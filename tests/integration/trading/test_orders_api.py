@@ -5,7 +5,6 @@ input, risk limits and the kill switch, owner checks and permissions."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -16,7 +15,7 @@ import pytest_asyncio
 
 from algotrendy.core.auth import Role
 from algotrendy.core.events import Envelope
-from tests.apphelp import Api, intent_commits, make_settings, running, service_settings
+from tests.apphelp import Api, make_settings, order_inserts, running, service_settings
 
 T = "/api/v1/trading"
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -209,14 +208,14 @@ async def test_paper_intents_do_not_wait_for_the_disk_but_a_denial_does(api: Api
     _u, h, _ = await api.user()
     pid = await portfolio(api, h)
     body = {"portfolio_id": pid, "symbol": "AAPL", "side": "BUY", "quantity": "1"}
-    with intent_commits(api, pid) as durable:
+    with order_inserts(api, pid) as inserts:
         r = await api.client.post(f"{T}/orders", json=body, headers=h)
         assert r.status_code == 201 and r.json()["status"] == "filled", r.text
         r = await api.client.put(f"/api/v1/risk/limits/{pid}", json={"max_order_notional": "100"}, headers=h)
         assert r.status_code == 200, r.text
         r = await api.client.post(f"{T}/orders", json={**body, "quantity": "10"}, headers=h)
         assert r.status_code == 201 and r.json()["status"] == "rejected", r.text
-    assert durable == [False, True]
+    assert [i.durable for i in inserts] == [False, True]
     r = await api.client.get(f"{T}/orders", params={"portfolio_id": pid}, headers=h)
     assert sorted(o["status"] for o in r.json()["items"]) == ["filled", "rejected"], r.text
 
@@ -258,26 +257,6 @@ async def test_concurrent_orders_cannot_jointly_exceed_a_limit(api: Api) -> None
     assert statuses.count("submitted") == 10 and statuses.count("rejected") == 40
 
 
-@contextlib.contextmanager
-def order_batches(api: Api, portfolio_id: str) -> Any:
-    """How many order rows of ``portfolio_id`` each insert wrote (one insert per batch)."""
-    from sqlalchemy import event
-
-    keys = (portfolio_id, portfolio_id.replace("-", ""))
-    sizes: list[int] = []
-
-    def on_statement(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
-        if statement.startswith("INSERT INTO trading_orders") and any(k in repr(params) for k in keys):
-            sizes.append(len(params) if isinstance(params, list) else 1)
-
-    engine = api.container.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", on_statement)
-    try:
-        yield sizes
-    finally:
-        event.remove(engine, "before_cursor_execute", on_statement)
-
-
 def code(order: dict[str, Any]) -> str:
     """The order's first risk denial, or ``ok``."""
     return str((order["risk"]["reasons"] or [{"code": "ok"}])[0]["code"])
@@ -295,13 +274,14 @@ async def test_queued_orders_share_an_intent_and_each_sees_the_ones_before_it(
     body = {"portfolio_id": pid, "symbol": "AAPL", "side": "BUY", "order_type": "LIMIT"}
     costly = {**body, "quantity": "15000", "limit_price": "1"}  # 15,000 set aside (+ fees) each
     caplog.set_level("INFO", logger="algotrendy.services.trading.service")
-    with order_batches(api, pid) as sizes:
+    with order_inserts(api, pid) as inserts:
         answers = await asyncio.gather(
             *(api.client.post(f"{T}/orders", json=costly, headers=h) for _ in range(12))
         )
     assert all(a.status_code == 201 for a in answers), [a.text for a in answers]
     codes = sorted(code(a.json()) for a in answers)
     assert codes == ["insufficient_cash"] * 6 + ["ok"] * 6, codes
+    sizes = [i.rows for i in inserts]
     assert sum(sizes) == 12 and max(sizes) > 1, sizes  # some orders shared an intent
     denied = {a.headers["x-request-id"] for a in answers if a.json()["status"] == "rejected"}
     logged = {
@@ -321,7 +301,7 @@ async def test_queued_orders_share_an_intent_and_each_sees_the_ones_before_it(
     )
     assert r.status_code == 200, r.text
     cheap = {**body, "portfolio_id": pid, "quantity": "1", "limit_price": "1"}
-    with order_batches(api, pid) as sizes:
+    with order_inserts(api, pid) as inserts:
         answers = await asyncio.gather(
             *(api.client.post(f"{T}/orders", json=cheap, headers=h) for _ in range(9))
         )
@@ -329,6 +309,7 @@ async def test_queued_orders_share_an_intent_and_each_sees_the_ones_before_it(
     # 5 fill the position limit; the 6th and 7th are denied by it; the 8th and 9th by the
     # throttle first (denied orders count too: 7 orders in the minute).
     assert codes == ["ok"] * 5 + ["position_quantity"] * 2 + ["rate_limited"] * 2, codes
+    sizes = [i.rows for i in inserts]
     assert sum(sizes) == 9 and max(sizes) > 1, sizes
 
 

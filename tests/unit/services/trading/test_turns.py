@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import NamedTuple
 
 import pytest
 
@@ -32,6 +33,14 @@ class Runner:
             q.answer(q.item * 2)
 
 
+class Held(NamedTuple):
+    run: Runner
+    batches: Batches[int, int]
+    key: uuid.UUID
+    first: asyncio.Task[int]
+    rest: list[asyncio.Task[int]]
+
+
 async def _queued(batches: Batches[int, int], key: uuid.UUID, n: int) -> None:
     for _ in range(50):
         if batches.waiting(key) >= n:
@@ -40,15 +49,22 @@ async def _queued(batches: Batches[int, int], key: uuid.UUID, n: int) -> None:
     raise AssertionError(f"{batches.waiting(key)} queued, expected {n}")
 
 
-async def test_queued_items_run_as_one_batch_in_order_and_each_gets_its_answer() -> None:
+async def _held(most: int, queued: tuple[int, ...]) -> Held:
+    """Item 1's batch running and held (``run.release``), ``queued`` waiting behind it."""
     run = Runner()
-    batches: Batches[int, int] = Batches(run, most=3)
-    a, b = uuid.uuid4(), uuid.uuid4()
+    batches: Batches[int, int] = Batches(run, most=most)
+    key = uuid.uuid4()
     run.hold = {1}
-    first = asyncio.create_task(batches.submit(a, 1))
+    first = asyncio.create_task(batches.submit(key, 1))
     await asyncio.sleep(0)
-    rest = [asyncio.create_task(batches.submit(a, i)) for i in range(2, 7)]
-    await _queued(batches, a, 5)
+    rest = [asyncio.create_task(batches.submit(key, i)) for i in queued]
+    await _queued(batches, key, len(queued))
+    return Held(run, batches, key, first, rest)
+
+
+async def test_queued_items_run_as_one_batch_in_order_and_each_gets_its_answer() -> None:
+    run, batches, _a, first, rest = await _held(3, (2, 3, 4, 5, 6))
+    b = uuid.uuid4()
     assert await asyncio.wait_for(batches.submit(b, 100), 1) == 200  # b is not behind a
     run.release.set()
     assert await asyncio.gather(first, *rest) == [2, 4, 6, 8, 10, 12]
@@ -58,14 +74,7 @@ async def test_queued_items_run_as_one_batch_in_order_and_each_gets_its_answer()
 
 async def test_the_leader_answers_its_caller_and_hands_the_lead_over() -> None:
     """A flood never holds the leader's own answer: it leads until its own item is answered."""
-    run = Runner()
-    batches: Batches[int, int] = Batches(run, most=1)
-    a = uuid.uuid4()
-    run.hold = {1}
-    leader = asyncio.create_task(batches.submit(a, 1))
-    await asyncio.sleep(0)
-    followers = [asyncio.create_task(batches.submit(a, i)) for i in range(2, 5)]
-    await _queued(batches, a, 3)
+    run, _batches, _a, leader, followers = await _held(1, (2, 3, 4))
     run.release.set()
     assert await leader == 2
     assert await asyncio.gather(*followers) == [4, 6, 8]
@@ -73,14 +82,8 @@ async def test_the_leader_answers_its_caller_and_hands_the_lead_over() -> None:
 
 
 async def test_a_failed_batch_fails_its_callers_only() -> None:
-    run = Runner()
-    batches: Batches[int, int] = Batches(run, most=2)
-    a = uuid.uuid4()
-    run.hold, run.fail = {1}, {3}
-    first = asyncio.create_task(batches.submit(a, 1))
-    await asyncio.sleep(0)
-    rest = [asyncio.create_task(batches.submit(a, i)) for i in (2, 3, 4)]
-    await _queued(batches, a, 3)
+    run, _batches, _a, first, rest = await _held(2, (2, 3, 4))
+    run.fail = {3}
     run.release.set()
     results = await asyncio.gather(first, *rest, return_exceptions=True)
     assert results[0] == 2 and results[3] == 8
@@ -98,15 +101,7 @@ async def test_an_unanswered_item_fails_instead_of_hanging() -> None:
 
 
 async def test_a_cancelled_queued_caller_is_not_run() -> None:
-    run = Runner()
-    batches: Batches[int, int] = Batches(run)
-    a = uuid.uuid4()
-    run.hold = {1}
-    first = asyncio.create_task(batches.submit(a, 1))
-    await asyncio.sleep(0)
-    gone = asyncio.create_task(batches.submit(a, 2))
-    kept = asyncio.create_task(batches.submit(a, 3))
-    await _queued(batches, a, 2)
+    run, batches, _a, first, (gone, kept) = await _held(64, (2, 3))
     gone.cancel()
     await asyncio.gather(gone, return_exceptions=True)
     run.release.set()
@@ -116,14 +111,7 @@ async def test_a_cancelled_queued_caller_is_not_run() -> None:
 
 
 async def test_a_leader_cancelled_mid_batch_hands_the_lead_to_the_next_caller() -> None:
-    run = Runner()
-    batches: Batches[int, int] = Batches(run, most=2)
-    a = uuid.uuid4()
-    run.hold = {1}
-    leader = asyncio.create_task(batches.submit(a, 1))
-    await asyncio.sleep(0)
-    queued = [asyncio.create_task(batches.submit(a, i)) for i in (2, 3, 4)]
-    await _queued(batches, a, 3)
+    run, batches, _a, leader, queued = await _held(2, (2, 3, 4))
     leader.cancel()
     results = await asyncio.wait_for(asyncio.gather(leader, *queued, return_exceptions=True), 1)
     assert isinstance(results[0], asyncio.CancelledError)
@@ -133,14 +121,7 @@ async def test_a_leader_cancelled_mid_batch_hands_the_lead_to_the_next_caller() 
 
 
 async def test_others_in_a_cancelled_leaders_batch_learn_the_outcome_is_unknown() -> None:
-    run = Runner()
-    batches: Batches[int, int] = Batches(run, most=3)
-    a = uuid.uuid4()
-    run.hold = {1}
-    first = asyncio.create_task(batches.submit(a, 1))
-    await asyncio.sleep(0)
-    rest = [asyncio.create_task(batches.submit(a, i)) for i in (2, 3)]
-    await _queued(batches, a, 2)
+    run, _batches, _a, first, rest = await _held(3, (2, 3))
     run.release.set()
     run.release = asyncio.Event()
     run.hold = {2}
