@@ -1,11 +1,12 @@
 """Who hears of booked fills and final orders (strategy deployments), and when.
 
 A listener runs after the commit that booked what it hears of, in the task that committed it.
-One exception: inside ``after(...)`` (an order placed under its account's turn, ``turns``), the
-calls that task makes are held and run in order when the block ends, after the turn is released.
-A deployment that hears a fill may place its next order on the same account; run inside the
-turn, that order would wait for the turn its own caller holds. Calls made by other tasks (the
-venue's event stream, reconciliation) are never held: only the task that opened the block.
+One exception: inside ``after(...)`` (an order placed through its account's queue, ``turns``),
+the calls that task makes are held and run in order when the block ends, after the task has
+handed on the lead of that queue. A deployment that hears a fill may place its next order on the
+same account; run inside the batch, that order would be placed in the middle of the batch that
+booked the fill, ahead of the orders queued before it. Calls made by other tasks (the venue's
+event stream, reconciliation) are never held: only the task that opened the block.
 """
 
 from __future__ import annotations
