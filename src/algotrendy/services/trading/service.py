@@ -7,12 +7,12 @@ Submitting an order (RELIABILITY G1, G2, G6):
 2. bad input is refused before anything is written or sent: unknown symbol, quantity below the
    venue minimum or off its step, price off the tick, notional below the minimum (422 naming the
    field);
-3. in ONE serialized transaction (``store.lock_account``): the pre-trade risk check
-   (``engine.risk``) against positions, open orders and equity as they stand, the cash
-   reservation for a buy (``engine.ledger``), the order row (created -> validated -> submitted,
-   ``venue_state=pending``) and its outbox events. Concurrent orders queue on the account lock,
-   so they cannot jointly exceed a limit. A denial is stored as a rejected order with its reasons
-   and an ``OrderDenied`` event;
+3. in ONE serialized transaction (``store.lock_account``) for the account's queued orders
+   (``placing``): the pre-trade risk check (``engine.risk``) against positions, open orders and
+   equity as they stand, the cash reservation for a buy (``engine.ledger``), the order row
+   (created -> validated -> submitted, ``venue_state=pending``) and its outbox events.
+   Concurrent orders cannot jointly exceed a limit. A denial is stored as a rejected order with
+   its reasons and an ``OrderDenied`` event;
 4. only then the venue is called. Its answer updates the order; an ambiguous outcome
    (``VenueAmbiguous``) leaves ``venue_state=unknown`` until ``fetch_order`` by client order id
    resolves it (``execution.Resolver``), never a blind resubmission.
@@ -27,25 +27,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import structlog
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from algotrendy.core.clock import Clock
 from algotrendy.core.errors import Conflict, Invalid, NotFound, TemporaryError
 from algotrendy.core.failpoints import NONE as NO_FAILPOINTS
 from algotrendy.core.failpoints import Failpoints
-from algotrendy.core.venue import QuoteSource, Venue, VenueError
+from algotrendy.core.venue import QuoteSource, VenueError
 from algotrendy.db.outbox import Outbox
 from algotrendy.engine.orders import OrderSide, OrderStatus, OrderType
-from algotrendy.engine.risk import RiskDecision, RiskLimits
 from algotrendy.services.ml.interface import ModelScores
 from algotrendy.services.portfolio.interface import PortfolioApi
 from algotrendy.services.risk.interface import RiskApi
@@ -53,7 +50,6 @@ from algotrendy.services.strategies.interface import StrategiesApi
 from algotrendy.services.trading import store
 from algotrendy.services.trading import views as reads
 from algotrendy.services.trading.accounts import Books
-from algotrendy.services.trading.bookings import new_order_row
 from algotrendy.services.trading.checks import check_rules, decide, request_hash, reserve
 from algotrendy.services.trading.connections import Connections
 from algotrendy.services.trading.deploy import BarFeed, Deployments
@@ -80,10 +76,10 @@ from algotrendy.services.trading.interface import (
     RiskCheckRead,
     RiskReason,
 )
+from algotrendy.services.trading.placing import Ask, Placing
 from algotrendy.services.trading.settings import TradingSettings
-from algotrendy.services.trading.turns import Batches, Queued
 from algotrendy.services.trading.venues import Venues
-from algotrendy.services.trading.views import account_snapshot, execution_stats, list_orders, with_order
+from algotrendy.services.trading.views import account_snapshot, execution_stats, list_orders
 
 log = structlog.get_logger(__name__)
 
@@ -108,11 +104,7 @@ class TradingService:
         models: Callable[[], ModelScores | None] = lambda: None,
         relaxed_sessions: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
-        self._fail = failpoints
         self._sessions = sessions
-        self._relaxed_sessions = relaxed_sessions or sessions
-        """Sessions whose commits do not wait for the disk (``db.engine``): intents for a venue
-        whose book is in this database."""
         self._clock = clock
         self._outbox = outbox
         self._settings = settings
@@ -135,11 +127,16 @@ class TradingService:
         self._order_accounts: dict[uuid.UUID, dict[str, Any]] = {}
         """Account rows the order path has seen, for what never changes in them (owner, venue,
         connection, currency); what may change (the halt) is read under the lock per order."""
-        self._day_marks: dict[uuid.UUID, tuple[date, Decimal]] = {}
-        """The latest start-of-day equity mark the order path committed or read, per portfolio
-        (a mark is stored once and never changed)."""
-        self._batches: Batches[_Ask, tuple[OrderRead, bool]] = Batches(self._place_batch)
-        """One batch of an account's orders at a time in this process (``turns``)."""
+        self._placing = Placing(
+            sessions=sessions,
+            relaxed_sessions=relaxed_sessions or sessions,
+            clock=clock,
+            quotes=quotes,
+            settings=settings,
+            execution=self.execution,
+            failpoints=failpoints,
+            existing=lambda a: self._existing(a.owner_id, a.request, a.idempotency_key, a.digest),
+        )
         self.reconciled = asyncio.Event()
         """Set once every account has been reconciled after start (strategies wait for it)."""
         self.deployments_ = Deployments(
@@ -307,119 +304,14 @@ class TradingService:
         check_rules(request, rules, reference)
         limits = (await self._risk().limits_for(portfolio_id=request.portfolio_id)).engine_limits()
         client_order_id = request.client_order_id or f"at-{uuid.uuid4().hex[:32]}"
-        ask = _Ask(owner_id, request, venue, reference, limits, digest, idempotency_key,
+        ask = Ask(owner_id, request, venue, reference, limits, digest, idempotency_key,
                    client_order_id, deployment_id, local_id, tag,
                    structlog.contextvars.get_contextvars())  # fmt: skip
         # The account's queue (``turns``): its orders' intents share a transaction, then go to
         # the venue one by one. Fills booked meanwhile are heard by deployments after the batch
         # (``listeners``): one may place this account's next order.
         async with self.execution.listeners.after():
-            return await self._batches.submit(request.portfolio_id, ask)
-
-    async def _place_batch(self, batch: list[Queued[_Ask, tuple[OrderRead, bool]]]) -> None:
-        """The intents of one account's queued orders (risk checks and reservations, in arrival
-        order, committed together), then the venue for each: ``submit_order``. A venue keeping
-        its book in our database (paper) records each order after the intents in the same log:
-        their commit need not wait for the disk (``Venue``). A denial has no venue record after
-        it to make it durable: the batch is decided again, durably. A duplicate key or client
-        order id fails the whole transaction: each order is then placed on its own."""
-        asks = [q.item for q in batch]
-        relaxed = all(a.venue.books_in_our_database for a in asks)
-        try:
-            try:
-                placed = await self._intents(asks, durable=not relaxed)
-            except _DecideDurably:
-                placed = await self._intents(asks, durable=True)
-        except IntegrityError:
-            if len(batch) > 1:
-                for q in batch:
-                    try:
-                        await self._place_batch([q])
-                    except Exception as exc:
-                        q.fail(exc)
-                return
-            # A concurrent request with the same key or client id won the race: answer with it.
-            ask = asks[0]
-            found = await self._existing(ask.owner_id, ask.request, ask.idempotency_key, ask.digest)
-            if found is None:
-                raise
-            batch[0].answer((found, False))
-            return
-        self._fail.hit("trading.after_intent_commit")
-        for q, (decision, row) in zip(batch, placed, strict=True):
-            try:
-                with structlog.contextvars.bound_contextvars(**q.item.log_context):  # its request's
-                    await self._answer(q, decision, row)
-            except Exception as exc:
-                q.fail(exc)
-
-    async def _answer(
-        self, q: Queued[_Ask, tuple[OrderRead, bool]], decision: RiskDecision, row: dict[str, Any]
-    ) -> None:
-        """The venue for one order of a committed batch, or its denial as stored."""
-        if decision.allowed:
-            q.answer((await self.execution.send(row["id"], q.item.venue, row), True))
-            return
-        log.info("trading.order.denied", order_id=str(row["id"]), reason=decision.reason)
-        async with self._sessions() as session:
-            q.answer((reads.order(await store.order_by_id(session, row["id"]) or {}), True))
-
-    async def _intents(self, asks: list[_Ask], *, durable: bool) -> list[tuple[RiskDecision, dict[str, Any]]]:
-        """ONE serialized transaction for one account's orders, in order: each one's risk check
-        against the account as it stands with the ones before it (their open quantity, their
-        reservation, their time for the rate throttle), its reservation, its order row and its
-        events. ``_DecideDurably`` (rolled back) for a denial in a transaction that would not wait
-        for the disk."""
-        pid = asks[0].request.portfolio_id
-        per_minute = [a.limits.max_orders_per_minute for a in asks]
-        order_times = max((n for n in per_minute if n is not None), default=None)
-        placed: list[tuple[RiskDecision, dict[str, Any]]] = []
-        sessions = self._sessions if durable else self._relaxed_sessions
-        async with sessions() as session, session.begin():
-            locked = await store.lock_account(session, pid)
-            assert locked is not None  # created by ``submit_order``
-            snapshot = await account_snapshot(
-                session,
-                locked,
-                self._quotes,
-                self._clock,
-                mark_day=True,
-                order_times=order_times,
-                peak=False,
-                known_mark=self._day_marks.get(pid),
-            )
-            books = Books.new_order(pid, snapshot.balances)
-            for ask in asks:
-                request, now, order_id = ask.request, self._clock.now(), uuid.uuid4()
-                decision = decide(request, ask.reference, snapshot, ask.limits, locked, now)
-                if decision.allowed and request.side is OrderSide.BUY:
-                    decision = reserve(books, order_id, request, ask.reference, locked, self._settings)
-                if not decision.allowed and not durable:
-                    raise _DecideDurably
-                row = new_order_row(
-                    order_id=order_id,
-                    owner_id=ask.owner_id,
-                    request=request,
-                    client_order_id=ask.client_order_id,
-                    idempotency_key=ask.idempotency_key,
-                    digest=ask.digest,
-                    venue=ask.venue.name,
-                    reference=ask.reference,
-                    decision=decision,
-                    deployment_id=ask.deployment_id,
-                    now=now,
-                    local_id=ask.local_id,
-                    tag=ask.tag,
-                )
-                placed.append((decision, row))
-                snapshot = await with_order(snapshot, self._quotes, request, now, placed=decision.allowed)
-            await self.execution.insert_orders(session, placed)
-            await books.save(session, now)
-        # Committed: the day's mark is in the database (stored once, never changed).
-        if len(self._day_marks) > 10_000:
-            self._day_marks.clear()
-        self._day_marks[pid] = (snapshot.day, snapshot.view.day_start_equity)
-        return placed
+            return await self._placing.place(ask)
 
     async def _reference_price(
         self, request: OrderCreate | OrderModify, symbol: str | None = None
@@ -627,30 +519,6 @@ class TradingService:
             return await self.execution.reconcile(account, venue)
         except VenueError as exc:
             raise TemporaryError(f"reconciliation with {venue.name} did not finish: {exc}") from exc
-
-
-@dataclass(frozen=True, slots=True)
-class _Ask:
-    """One order as ``submit_order`` checked it, for the intent and the venue."""
-
-    owner_id: uuid.UUID
-    request: OrderCreate
-    venue: Venue
-    reference: Decimal
-    limits: RiskLimits[Decimal]
-    digest: str
-    idempotency_key: str | None
-    client_order_id: str
-    deployment_id: uuid.UUID | None
-    local_id: str | None
-    tag: str | None
-    log_context: Mapping[str, Any]
-    """The submitting request's log context (its request id): the batch's leader logs this
-    order's steps under it."""
-
-
-class _DecideDurably(Exception):
-    """A denial reached in a transaction whose commit would not wait for the disk (rolled back)."""
 
 
 def since_for(period: str, now: datetime) -> datetime:

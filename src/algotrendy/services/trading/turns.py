@@ -9,7 +9,7 @@ concurrent orders of one account would put 32 intents (and their venue and booki
 in front of another user's cancel. Here an account's orders queue in arrival order instead, and
 at most one batch of them is in the database at a time, so other accounts' work interleaves with
 it. Whoever leads the account's queue takes every order queued so far (up to ``most``) and runs
-them together (``TradingService._place_batch``: one intent transaction for all, then the venue
+them together (``placing.Placing``: one intent transaction for all, then the venue
 for each in order); each caller gets its own order's answer as soon as it is known. When the
 leader's own order is answered it hands the lead to the next queued caller, so a flood never
 starves the leader's own request.
